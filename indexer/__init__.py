@@ -1,0 +1,47 @@
+"""anyshot's core: settings, errors, discovery, decoding, embedding and the vector stores.
+
+Public names are imported lazily, so ``import indexer.config`` does not load torch.
+"""
+
+from __future__ import annotations
+
+from indexer.lazy_exports import lazy_exports
+
+_EXPORTS = {
+    "Settings": "indexer.config",
+    "ModelSettings": "indexer.config",
+    "StoreSettings": "indexer.config",
+    "IndexSettings": "indexer.config",
+    "AnyshotError": "indexer.errors",
+    "ConfigError": "indexer.errors",
+    "SourceError": "indexer.errors",
+    "ImageDecodeError": "indexer.errors",
+    "ModelError": "indexer.errors",
+    "ModelUnavailableError": "indexer.errors",
+    "StoreError": "indexer.errors",
+    "StoreLockedError": "indexer.errors",
+    "StoreNotFoundError": "indexer.errors",
+    "ModelMismatchError": "indexer.errors",
+    "QueryError": "indexer.errors",
+    "ParquetError": "indexer.errors",
+    "ImageRecord": "indexer.schema",
+    "ImagePayload": "indexer.schema",
+    "ModelIdentity": "indexer.schema",
+    "point_id": "indexer.schema",
+    "discover": "indexer.discover",
+    "DecodedImage": "indexer.decode",
+    "decode_image": "indexer.decode",
+    "load_image": "indexer.decode",
+    "Embedder": "indexer.embed",
+    "VectorStore": "indexer.store",
+    "PayloadFilter": "indexer.store",
+    "open_store": "indexer.store",
+    "ParquetShardWriter": "indexer.parquet_store",
+    "read_shards": "indexer.parquet_store",
+    "IndexReport": "indexer.indexing",
+    "index_source": "indexer.indexing",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

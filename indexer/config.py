@@ -1,0 +1,126 @@
+"""Settings: one object, read from ``ANYSHOT_*`` environment variables, built in entry points.
+
+Nested sections use ``__`` in variable names: ``ANYSHOT_MODEL__NAME=anyshot-tiny``,
+``ANYSHOT_STORE__LOCATION=:memory:``, ``ANYSHOT_INDEX__BATCH_SIZE=32``.
+
+Library code never builds :class:`Settings` itself; entry points (CLI group, API factory, each
+flow) build one and pass its sections down as values.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "ViT-B-32"
+DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
+
+Device = str
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+
+def default_data_dir() -> Path:
+    """Where anyshot keeps its data unless told otherwise (``$XDG_DATA_HOME/anyshot``)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "anyshot"
+
+
+class ModelSettings(BaseModel):
+    """Which open_clip model embeds images and texts, and how it runs."""
+
+    name: str = Field(
+        DEFAULT_MODEL,
+        description=(
+            "open_clip architecture (e.g. 'ViT-B-32'), a model shipped with anyshot "
+            "('anyshot-tiny'), 'local-dir:FOLDER' (open_clip_config.json + weights) or "
+            "'hf-hub:ORG/REPO'."
+        ),
+        min_length=1,
+    )
+    pretrained: str | None = Field(
+        None,
+        description=(
+            "open_clip pretrained tag (e.g. 'laion2b_s34b_b79k') or a local checkpoint file "
+            "(.safetensors, .pt, .bin). Empty: the default tag of the architecture."
+        ),
+    )
+    device: Device = Field(
+        "auto", description="'auto' (CUDA if present, else CPU), 'cpu', 'cuda' or 'cuda:N'."
+    )
+    precision: Precision = Field(
+        "auto",
+        description=(
+            "'auto' picks bf16 on CPUs with AMX/avx512_bf16, fp16 or bf16 on CUDA, fp32 otherwise."
+        ),
+    )
+    batch_size: int = Field(64, ge=1, le=4096, description="Images per forward pass.")
+    threads: int | None = Field(
+        None, ge=1, le=1024, description="torch CPU threads; empty: torch's default."
+    )
+    cache_dir: Path | None = Field(
+        None, description="Where downloaded weights are cached; empty: open_clip's default."
+    )
+    download_timeout: float = Field(
+        10.0, gt=0, le=600, description="Seconds to wait for the weights host to answer."
+    )
+
+
+class StoreSettings(BaseModel):
+    """Where vectors live."""
+
+    location: str = Field(
+        default_factory=lambda: str(default_data_dir() / "store"),
+        description=(
+            "A folder (embedded Qdrant Edge), ':memory:' (qdrant-client in-memory) or an "
+            "http(s):// URL of a Qdrant server."
+        ),
+        min_length=1,
+    )
+    collection: str = Field(
+        "images",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Collection name on a Qdrant server.",
+    )
+    api_key: SecretStr | None = Field(None, description="API key of a Qdrant server.")
+    timeout: float = Field(30.0, gt=0, le=3600, description="Qdrant server request timeout (s).")
+
+
+class IndexSettings(BaseModel):
+    """How images are found and decoded."""
+
+    include_hidden: bool = Field(False, description="Index hidden files and folders too.")
+    follow_symlinks: bool = Field(True, description="Follow symbolic links while walking.")
+    max_image_pixels: int = Field(
+        100_000_000,
+        ge=1_000,
+        description="Images with more pixels are refused (decompression-bomb guard).",
+    )
+    batch_size: int = Field(256, ge=1, le=65_536, description="Images per stored batch.")
+    workers: int | None = Field(
+        None, ge=0, le=256, description="Decoding processes; empty: one per spare core."
+    )
+    parquet_dir: Path | None = Field(
+        None,
+        description=(
+            "Where Parquet shards of the embeddings go; empty: 'parquet/' inside a folder "
+            "store, none for ':memory:' or a server."
+        ),
+    )
+
+
+class Settings(BaseSettings):
+    """All of anyshot's settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ANYSHOT_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)

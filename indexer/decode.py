@@ -1,0 +1,301 @@
+"""Read one image's bytes (path, ``file://`` URI or http(s) URL) and decode them to RGB.
+
+Decoding is where untrusted files meet C code, so every failure becomes an
+:class:`~indexer.errors.ImageDecodeError` with a short reason; callers log it, count it and go on
+with the batch. Nothing here touches Pillow's global settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import io
+import logging
+import os
+import re
+import stat
+import urllib.error
+import urllib.parse
+import urllib.request
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+
+from indexer.errors import ImageDecodeError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+"""Files and downloads larger than this are refused."""
+
+DEFAULT_MAX_PIXELS = 100_000_000
+"""Images with more pixels are refused before their pixels are decoded."""
+
+_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_USER_AGENT = "anyshot/0.1"
+_WHITE = (255, 255, 255)
+_SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})  # EXIF orientations that turn the image 90°
+_PILLOW_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
+
+
+@dataclass(slots=True)
+class DecodedImage:
+    """An image decoded to RGB, with what the payload needs to know about its file.
+
+    Attributes:
+        image: The pixels, mode ``RGB``. For JPEGs decoded with a ``target_size`` this is a
+            reduced version (still at least ``target_size`` on both sides), not the full image.
+        width: Full-resolution width after EXIF orientation is applied.
+        height: Full-resolution height after EXIF orientation is applied.
+        format: Pillow's format name, e.g. ``"JPEG"``, ``"PNG"``.
+        sha256: Hex SHA-256 of the file's bytes.
+    """
+
+    image: Image.Image
+    width: int
+    height: int
+    format: str
+    sha256: str
+
+
+def read_image_bytes(
+    uri: str, *, timeout: float = 30.0, max_bytes: int = DEFAULT_MAX_BYTES
+) -> bytes:
+    """Read the bytes of one image from a local path, a ``file://`` URI or an http(s) URL.
+
+    Args:
+        uri: Local path, ``file://`` URI or ``http://``/``https://`` URL.
+        timeout: Seconds to wait for a web server to connect or send data.
+        max_bytes: Larger files and downloads are refused.
+
+    Returns:
+        The file's bytes, never empty.
+
+    Raises:
+        ImageDecodeError: The file is missing, unreadable, empty or too large, or the download
+            failed; ``reason`` says which.
+    """
+    match = _URL_SCHEME.match(uri)
+    if match is None:
+        return _read_file(uri, uri, max_bytes)
+    scheme = match.group(1).lower()
+    if scheme in ("http", "https"):
+        return _download(uri, timeout, max_bytes)
+    if scheme == "file":
+        parsed = urllib.parse.urlsplit(uri)
+        if parsed.netloc not in ("", "localhost"):
+            raise ImageDecodeError(uri, f"not a local file URL (host {parsed.netloc!r})")
+        return _read_file(uri, urllib.request.url2pathname(parsed.path), max_bytes)
+    raise ImageDecodeError(uri, f"unsupported URL scheme {scheme!r}")
+
+
+def decode_image(
+    data: bytes,
+    *,
+    uri: str = "<bytes>",
+    target_size: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> DecodedImage:
+    """Decode an image file's bytes to an RGB image.
+
+    The first frame of animations is taken, EXIF orientation is applied, transparency is
+    composited over white and every Pillow mode is converted to 8-bit RGB.
+
+    Args:
+        data: The whole file.
+        uri: Where the bytes came from; used in errors only.
+        target_size: The side the caller will resize to. JPEGs are then reduced by the decoder
+            itself (DCT scaling, up to 8x) to no less than this on both sides, which is much
+            faster; ``width`` and ``height`` still report the full size.
+        max_pixels: Images whose header declares more pixels are refused before decoding.
+
+    Returns:
+        The decoded image and its full size, format and SHA-256.
+
+    Raises:
+        ImageDecodeError: Empty, not an image, too large, truncated or corrupt.
+    """
+    if not data:
+        raise ImageDecodeError(uri, "empty file")
+    # Only the bomb warning is silenced: max_pixels, not Pillow's global limit, decides. Note
+    # that catch_warnings swaps process-wide state, so decode in processes rather than threads.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError as exc:
+            raise ImageDecodeError(uri, "not an image (cannot identify format)") from exc
+        except Image.DecompressionBombError as exc:
+            raise ImageDecodeError(uri, _pillow_bomb_reason(exc, max_pixels)) from exc
+        except Exception as exc:  # untrusted input: any plugin error means a bad file
+            raise ImageDecodeError(uri, f"truncated or corrupt image: {exc}") from exc
+
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ImageDecodeError(uri, f"too large: {width}x{height} pixels (limit {max_pixels})")
+        image_format = image.format or "unknown"
+        try:
+            if target_size:
+                image.draft("RGB", (target_size, target_size))  # a no-op except for JPEG
+            image.load()
+            orientation = _orientation(image, uri)
+            if orientation != 1:
+                ImageOps.exif_transpose(image, in_place=True)
+            rgb = _to_rgb(image)
+        except Image.DecompressionBombError as exc:
+            raise ImageDecodeError(uri, _pillow_bomb_reason(exc, max_pixels)) from exc
+        except Exception as exc:  # untrusted input: any decoder error means a bad file
+            raise ImageDecodeError(uri, f"truncated or corrupt image: {exc}") from exc
+
+    if orientation in _SWAPPING_ORIENTATIONS:
+        width, height = height, width
+    return DecodedImage(
+        image=rgb,
+        width=width,
+        height=height,
+        format=image_format,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+
+def load_image(
+    uri: str,
+    *,
+    target_size: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    timeout: float = 30.0,
+) -> DecodedImage:
+    """Read and decode one image: :func:`read_image_bytes` then :func:`decode_image`.
+
+    Args:
+        uri: Local path, ``file://`` URI or http(s) URL.
+        target_size: See :func:`decode_image`.
+        max_pixels: See :func:`decode_image`.
+        timeout: Seconds to wait for a web server.
+
+    Returns:
+        The decoded image.
+
+    Raises:
+        ImageDecodeError: The image cannot be read or decoded.
+    """
+    data = read_image_bytes(uri, timeout=timeout)
+    return decode_image(data, uri=uri, target_size=target_size, max_pixels=max_pixels)
+
+
+def _read_file(uri: str, path: str, max_bytes: int) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            info = os.fstat(file.fileno())
+            if stat.S_ISREG(info.st_mode):
+                if info.st_size > max_bytes:
+                    raise ImageDecodeError(uri, f"larger than {max_bytes} bytes")
+                data = file.read()  # one read, buffer sized from fstat
+            else:
+                data = file.read(max_bytes + 1)
+    except FileNotFoundError as exc:
+        raise ImageDecodeError(uri, "no such file") from exc
+    except PermissionError as exc:
+        raise ImageDecodeError(uri, "permission denied") from exc
+    except IsADirectoryError as exc:
+        raise ImageDecodeError(uri, "is a folder") from exc
+    except OSError as exc:
+        raise ImageDecodeError(uri, f"cannot read: {exc.strerror or exc}") from exc
+    if not data:
+        raise ImageDecodeError(uri, "empty file")
+    if len(data) > max_bytes:
+        raise ImageDecodeError(uri, f"larger than {max_bytes} bytes")
+    return data
+
+
+def _download(url: str, timeout: float, max_bytes: int) -> bytes:
+    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            length = response.headers.get("Content-Length", "")
+            if length.isdigit():
+                if int(length) > max_bytes:
+                    raise ImageDecodeError(url, f"larger than {max_bytes} bytes")
+                data = response.read()
+            else:
+                data = _read_limited(response, url, max_bytes)
+    except urllib.error.HTTPError as exc:
+        raise ImageDecodeError(url, f"HTTP {exc.code}") from exc
+    except urllib.error.URLError as exc:
+        raise ImageDecodeError(url, f"download failed: {exc.reason}") from exc
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        raise ImageDecodeError(url, f"download failed: {exc or type(exc).__name__}") from exc
+    if not data:
+        raise ImageDecodeError(url, "empty file")
+    return data
+
+
+def _read_limited(response: http.client.HTTPResponse, url: str, max_bytes: int) -> bytes:
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := response.read(1 << 20):
+        total += len(chunk)
+        if total > max_bytes:
+            raise ImageDecodeError(url, f"larger than {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _pillow_bomb_reason(exc: Image.DecompressionBombError, max_pixels: int) -> str:
+    # Pillow refuses images over twice its global limit before we can see their size.
+    match = _PILLOW_BOMB_PIXELS.search(str(exc))
+    if match is None:
+        return f"too large: {exc}"
+    pixels = int(match.group(1))
+    pillow_limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+    limit = max_pixels if pixels > max_pixels else pillow_limit
+    return f"too large: {pixels} pixels (limit {limit})"
+
+
+def _orientation(image: Image.Image, uri: str) -> int:
+    try:
+        value = image.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception as exc:  # a broken EXIF block should not cost us the pixels
+        logger.debug("%s: ignoring unreadable EXIF: %s", uri, exc)
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        return Image.fromarray(_to_8bit(np.asarray(image), mode)).convert("RGB")
+    if image.has_transparency_data:
+        if mode not in ("RGBA", "LA"):
+            image = image.convert("RGBA")
+        background = Image.new("RGB", image.size, _WHITE)
+        background.paste(image, mask=image)  # the mask is the alpha band
+        return background
+    return image.convert("RGB")
+
+
+def _to_8bit(array: np.ndarray, mode: str) -> np.ndarray:
+    """Map 16-bit, 32-bit integer and float greyscale to 8 bits instead of clipping at 255.
+
+    ``I;16*`` is 16-bit. ``I`` (often 16-bit data widened) and ``F`` are read by their range:
+    0..1 as unit floats (``F``), 0..255 as 8-bit, 0..65535 as 16-bit (``I``), else stretched.
+    """
+    if mode.startswith("I;16"):
+        return (array >> 8).astype(np.uint8)
+    if mode == "F":
+        array = np.nan_to_num(array, nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = array.min(), array.max()
+    if mode == "F" and low >= 0 and high <= 1:
+        return np.rint(array * 255).astype(np.uint8)
+    if low >= 0 and high <= 255:
+        return np.rint(array).astype(np.uint8)
+    if mode == "I" and low >= 0 and high <= 65535:
+        return (array >> 8).astype(np.uint8)
+    if high == low:
+        return np.zeros(array.shape, np.uint8)
+    scaled = (array.astype(np.float64) - low) * (255.0 / (float(high) - float(low)))
+    return np.rint(scaled).astype(np.uint8)

@@ -1,0 +1,359 @@
+"""Find images: walk a folder, read a list of paths and URLs, or take a single file.
+
+Discovery never fails on one bad entry: unreadable folders, symlink loops and broken links are
+logged and passed to an ``on_problem`` callback as :class:`DiscoveryProblem`, and the walk goes
+on. Only a source that cannot be used at all raises :class:`~indexer.errors.SourceError`, and it
+does so when the function is called, before the first record.
+"""
+
+from __future__ import annotations
+
+import codecs
+import errno
+import logging
+import os
+import re
+import stat
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from operator import attrgetter
+from typing import TYPE_CHECKING
+
+from indexer.errors import SourceError
+from indexer.schema import ImageRecord
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+"""File extensions taken as images while walking a folder, matched case-insensitively."""
+
+LIST_COLUMNS = ("uri", "path", "url", "filepath")
+"""Columns of a Parquet list that may hold the images, in order of preference."""
+
+_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_SNIFF_BYTES = 64 * 1024
+_by_name = attrgetter("name")
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryProblem:
+    """A folder, link or file that discovery had to skip.
+
+    Attributes:
+        path: The path as discovery saw it (not resolved).
+        reason: A short reason, e.g. ``"symlink loop"``, ``"broken symlink"``.
+    """
+
+    path: str
+    reason: str
+
+
+ProblemHandler = Callable[[DiscoveryProblem], None]
+StrPath = str | os.PathLike[str]
+
+
+def is_image_name(name: str) -> bool:
+    """Tell whether a file name has one of :data:`IMAGE_EXTENSIONS` (any case)."""
+    dot = name.rfind(".")  # os.path.splitext, minus its cost: this runs for every file
+    return dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS
+
+
+def discover(
+    source: StrPath,
+    *,
+    include_hidden: bool = False,
+    follow_symlinks: bool = True,
+    on_problem: ProblemHandler | None = None,
+) -> Iterator[ImageRecord]:
+    """Find the images of a source: a folder, a list file or a single image.
+
+    A folder is walked by :func:`discover_images`; a ``.parquet`` file or any other file that is
+    not an image is read by :func:`read_image_list`; an image file gives itself.
+
+    Args:
+        source: Folder, list file (text or Parquet) or image file.
+        include_hidden: Walk hidden files and folders too (names starting with ``.``).
+        follow_symlinks: Follow symbolic links while walking a folder.
+        on_problem: Called with each entry that had to be skipped.
+
+    Returns:
+        An iterator of records, in a deterministic order.
+
+    Raises:
+        SourceError: At once, if the source does not exist or cannot be read.
+    """
+    path = os.path.abspath(os.fspath(source))
+    try:
+        info = os.stat(path)
+    except FileNotFoundError as exc:
+        raise SourceError(f"{source}: no such file or folder") from exc
+    except OSError as exc:
+        raise SourceError(f"{source}: {_why(exc)}") from exc
+    if stat.S_ISDIR(info.st_mode):
+        return discover_images(
+            path,
+            include_hidden=include_hidden,
+            follow_symlinks=follow_symlinks,
+            on_problem=on_problem,
+        )
+    if not stat.S_ISREG(info.st_mode):
+        raise SourceError(f"{source}: not a folder, an image or a list of images")
+    if is_image_name(os.path.basename(path)):
+        return iter((ImageRecord(path, info.st_size, info.st_mtime),))
+    return read_image_list(path, on_problem=on_problem)
+
+
+def discover_images(
+    root: StrPath,
+    *,
+    include_hidden: bool = False,
+    follow_symlinks: bool = True,
+    on_problem: ProblemHandler | None = None,
+) -> Iterator[ImageRecord]:
+    """Walk a folder recursively and yield its image files.
+
+    Entries are visited in name order, depth first, so the order is deterministic. Each real
+    folder is walked once: a link to a folder already walked is skipped, and a link back to a
+    folder being walked is reported as a loop. URIs are absolute but not resolved, i.e. they
+    keep the links the user sees.
+
+    Args:
+        root: The folder to walk.
+        include_hidden: Walk hidden files and folders too (names starting with ``.``).
+        follow_symlinks: Follow links to folders and files; if false, links are ignored.
+        on_problem: Called with each folder or link that had to be skipped (also logged).
+
+    Returns:
+        An iterator of records with size and modification time from the file system.
+
+    Raises:
+        SourceError: At once, if ``root`` is not a folder or cannot be listed.
+    """
+    top = os.path.abspath(os.fspath(root))
+    try:
+        info = os.stat(top)
+        if not stat.S_ISDIR(info.st_mode):
+            raise SourceError(f"{root}: not a folder")
+        entries = _list_folder(top)
+    except FileNotFoundError as exc:
+        raise SourceError(f"{root}: no such file or folder") from exc
+    except OSError as exc:
+        raise SourceError(f"{root}: cannot read folder: {_why(exc)}") from exc
+    return _walk(entries, (info.st_dev, info.st_ino), include_hidden, follow_symlinks, on_problem)
+
+
+def read_image_list(
+    path: StrPath, *, on_problem: ProblemHandler | None = None
+) -> Iterator[ImageRecord]:
+    """Read a list of images from a text or Parquet file.
+
+    A text list has one local path or http(s) URL per line; blank lines and lines starting with
+    ``#`` are ignored. A Parquet list (``.parquet``) has a column named ``uri``, ``path``,
+    ``url`` or ``filepath`` (the first of these present). In both, relative paths are relative
+    to the list's folder. Local files get size and time from the file system; URLs get
+    ``size=-1, mtime=0.0``, and so do missing files, which are also reported.
+
+    Args:
+        path: The list file.
+        on_problem: Called with each entry that is missing, a folder or an unsupported URL.
+
+    Returns:
+        An iterator of records, in the list's order.
+
+    Raises:
+        SourceError: At once, if the list cannot be read, is not UTF-8 text or has no usable
+            column; later, if it turns out to be unreadable part way.
+    """
+    list_path = os.path.abspath(os.fspath(path))
+    if list_path.lower().endswith(".parquet"):
+        column = _parquet_column(list_path, path)
+        entries = _parquet_entries(list_path, path, column)
+    else:
+        _check_text(list_path, path)
+        entries = _text_entries(list_path, path)
+    return _list_records(entries, os.path.dirname(list_path), on_problem)
+
+
+def _walk(
+    top_entries: list[os.DirEntry[str]],
+    top_key: tuple[int, int],
+    include_hidden: bool,
+    follow_symlinks: bool,
+    on_problem: ProblemHandler | None,
+) -> Iterator[ImageRecord]:
+    # An explicit stack rather than recursion: deep trees cannot hit the recursion limit.
+    stack: list[tuple[Iterator[os.DirEntry[str]], tuple[int, int]]] = [(iter(top_entries), top_key)]
+    walking = {top_key}  # folders on the current path: meeting one again is a loop
+    walked = {top_key}  # every folder entered: meeting one again is an alias
+    while stack:
+        entries, key = stack[-1]
+        for entry in entries:
+            name = entry.name
+            if not include_hidden and name.startswith("."):
+                continue
+            is_link = entry.is_symlink()  # from d_type: no system call on most file systems
+            if is_link and not follow_symlinks:
+                continue
+            is_image = is_image_name(name)
+            if not (is_image or is_link or entry.is_dir(follow_symlinks=False)):
+                continue  # other files are skipped without a stat
+            try:
+                info = entry.stat()  # the one stat per entry; follows links
+            except OSError as exc:
+                _report(on_problem, entry.path, _stat_reason(exc, is_link))
+                continue
+            if stat.S_ISREG(info.st_mode):
+                if is_image:
+                    yield ImageRecord(entry.path, info.st_size, info.st_mtime)
+                continue
+            if not stat.S_ISDIR(info.st_mode):
+                continue
+            folder_key = (info.st_dev, info.st_ino)
+            if folder_key in walking:
+                _report(on_problem, entry.path, "symlink loop" if is_link else "folder loop")
+                continue
+            if folder_key in walked:
+                logger.debug("%s: already walked through another link, skipped", entry.path)
+                continue
+            walked.add(folder_key)
+            try:
+                children = _list_folder(entry.path)
+            except OSError as exc:
+                _report(on_problem, entry.path, f"cannot read folder: {_why(exc)}")
+                continue
+            # Descend now; this folder's iterator stays on the stack and resumes afterwards.
+            stack.append((iter(children), folder_key))
+            walking.add(folder_key)
+            break
+        else:
+            stack.pop()
+            walking.discard(key)
+
+
+def _list_folder(path: str) -> list[os.DirEntry[str]]:
+    with os.scandir(path) as entries:
+        return sorted(entries, key=_by_name)
+
+
+def _stat_reason(exc: OSError, is_link: bool) -> str:
+    if is_link and exc.errno == errno.ENOENT:
+        return "broken symlink"
+    if exc.errno == errno.ELOOP:
+        return "symlink loop"
+    return f"cannot stat: {_why(exc)}"
+
+
+def _why(exc: OSError) -> str:
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return (exc.strerror or str(exc)).lower()
+
+
+def _report(on_problem: ProblemHandler | None, path: str, reason: str) -> None:
+    logger.warning("skipped %s: %s", path, reason)
+    if on_problem is not None:
+        on_problem(DiscoveryProblem(path, reason))
+
+
+def _check_text(list_path: str, shown: StrPath) -> None:
+    """Fail early on a list that cannot be opened or is plainly not UTF-8 text."""
+    try:
+        with open(list_path, "rb") as file:
+            head = file.read(_SNIFF_BYTES)
+    except FileNotFoundError as exc:
+        raise SourceError(f"{shown}: no such file or folder") from exc
+    except OSError as exc:
+        raise SourceError(f"{shown}: {_why(exc)}") from exc
+    try:
+        if b"\0" in head:
+            raise ValueError("NUL byte")
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except ValueError as exc:  # UnicodeDecodeError is a ValueError
+        raise SourceError(f"{shown}: not a text list of images (not UTF-8 text)") from exc
+
+
+def _text_entries(list_path: str, shown: StrPath) -> Iterator[str]:
+    try:
+        with open(list_path, encoding="utf-8-sig") as lines:
+            for line in lines:
+                entry = line.strip()
+                if entry and not entry.startswith("#"):
+                    yield entry
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"{shown}: not a text list of images (not UTF-8 text)") from exc
+    except OSError as exc:
+        raise SourceError(f"{shown}: {_why(exc)}") from exc
+
+
+def _parquet_column(list_path: str, shown: StrPath) -> str:
+    # pyarrow is imported here, not at the top: it is slow to import and only lists need it.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(list_path)
+    except FileNotFoundError as exc:
+        raise SourceError(f"{shown}: no such file or folder") from exc
+    except (OSError, pa.ArrowException) as exc:
+        raise SourceError(f"{shown}: not a readable Parquet file ({exc})") from exc
+    for name in LIST_COLUMNS:
+        if name in schema.names:
+            if not _is_text_type(schema.field(name).type):
+                raise SourceError(f"{shown}: column {name!r} does not hold text")
+            return name
+    raise SourceError(f"{shown}: no column named {', '.join(LIST_COLUMNS)}")
+
+
+def _is_text_type(data_type: pa.DataType) -> bool:
+    import pyarrow as pa
+
+    if isinstance(data_type, pa.DictionaryType):
+        data_type = data_type.value_type
+    return str(data_type) in ("string", "large_string", "string_view")
+
+
+def _parquet_entries(list_path: str, shown: StrPath, column: str) -> Iterator[str]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        with pq.ParquetFile(list_path) as parquet:
+            for batch in parquet.iter_batches(columns=[column], batch_size=65_536):
+                for value in batch.column(0).to_pylist():
+                    if value:
+                        yield value
+    except (OSError, pa.ArrowException) as exc:
+        raise SourceError(f"{shown}: cannot read Parquet file ({exc})") from exc
+
+
+def _list_records(
+    entries: Iterable[str], base: str, on_problem: ProblemHandler | None
+) -> Iterator[ImageRecord]:
+    for entry in entries:
+        match = _URL_SCHEME.match(entry)
+        if match is not None:
+            scheme = match.group(1).lower()
+            if scheme in ("http", "https"):
+                yield ImageRecord(entry)
+                continue
+            if scheme != "file":
+                _report(on_problem, entry, f"unsupported URL scheme {scheme!r}")
+                continue
+            entry = urllib.request.url2pathname(urllib.parse.urlsplit(entry).path)
+        path = os.path.abspath(os.path.join(base, os.path.expanduser(entry)))
+        try:
+            info = os.stat(path)
+        except OSError as exc:
+            reason = "no such file" if exc.errno == errno.ENOENT else f"cannot stat: {_why(exc)}"
+            _report(on_problem, path, reason)
+            yield ImageRecord(path)
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            _report(on_problem, path, "a folder, not an image")
+            continue
+        yield ImageRecord(path, info.st_size, info.st_mtime)

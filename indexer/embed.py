@@ -1,0 +1,194 @@
+"""Embed images and texts with an open_clip model into L2-normalised float32 vectors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from indexer.config import ModelSettings
+from indexer.errors import ModelError, QueryError
+from indexer.schema import ModelIdentity
+from indexer.weights import ModelSource, resolve_model
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and in which precision a model runs."""
+
+    device: torch.device
+    precision: str
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The torch dtype of weights and inputs."""
+        return _DTYPES[self.precision]
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when this CPU runs bf16 matrix work natively (AMX or avx512_bf16)."""
+    cpu = getattr(torch, "cpu", None)
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(cpu, probe, lambda: False)()) for probe in probes)
+
+
+def choose_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
+    """Pick device and precision.
+
+    ``auto`` precision is bf16 on CPUs with AMX/avx512_bf16 (several times faster than fp32
+    there), bf16 or fp16 on CUDA, fp32 elsewhere (bf16 is emulated, hence slower, without them).
+
+    Args:
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16``.
+
+    Returns:
+        The chosen :class:`Runtime`.
+
+    Raises:
+        ModelError: CUDA was asked for but is not available, or fp16 on CPU.
+    """
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch_device = torch.device(device)
+    except RuntimeError as exc:
+        raise ModelError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from exc
+    if torch_device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device {device!r} asked for, but CUDA is not available here")
+    if precision == "auto":
+        if torch_device.type == "cuda":
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            precision = "bf16" if cpu_has_fast_bf16() else "fp32"
+    if precision not in _DTYPES:
+        raise ModelError(f"unknown precision {precision!r}: use auto, fp32, bf16 or fp16")
+    if precision == "fp16" and torch_device.type == "cpu":
+        raise ModelError("fp16 is not supported on CPU: use bf16 or fp32")
+    return Runtime(torch_device, precision)
+
+
+class Embedder:
+    """An open_clip model that turns images and texts into comparable unit vectors.
+
+    Use it as::
+
+        embedder = Embedder(ModelSettings(name="anyshot-tiny"))
+        vectors = embedder.embed_images([pil_image])      # (1, dim) float32, unit length
+        query = embedder.embed_texts(["a red circle"])    # (1, dim)
+
+    Args:
+        settings: Which model, where and how to run it.
+    """
+
+    def __init__(self, settings: ModelSettings) -> None:
+        import open_clip
+
+        self.settings = settings
+        self.source: ModelSource = resolve_model(
+            settings.name,
+            settings.pretrained or None,
+            cache_dir=settings.cache_dir,
+            timeout=settings.download_timeout,
+        )
+        self.runtime = choose_runtime(settings.device, settings.precision)
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        overrides = {f"image_{key}": value for key, value in self.source.preprocess.items()}
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                self.source.open_clip_name,
+                pretrained=self.source.open_clip_pretrained,
+                cache_dir=str(settings.cache_dir) if settings.cache_dir else None,
+                **overrides,
+            )
+            self._tokenizer = open_clip.get_tokenizer(self.source.open_clip_name)
+        except Exception as exc:  # open_clip raises RuntimeError, ValueError, OSError, ...
+            raise ModelError(f"cannot load model {self.source.name}: {exc}") from exc
+        model.eval()
+        self.model = model.to(device=self.runtime.device, dtype=self.runtime.dtype)
+        self.preprocess: Callable[[Image.Image], torch.Tensor] = preprocess
+        self.image_size = _image_size(model)
+        self.dim = _embed_dim(model)
+        self.identity = ModelIdentity(
+            name=self.source.name,
+            pretrained=self.source.tag,
+            dim=self.dim,
+            fingerprint=self.source.fingerprint(),
+        )
+        logger.info(
+            "loaded %s on %s (%s), dim %d",
+            self.identity.label,
+            self.runtime.device,
+            self.runtime.precision,
+            self.dim,
+        )
+
+    def preprocess_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Resize, crop and normalise images into a float32 batch (N, 3, S, S)."""
+        return torch.stack([self.preprocess(image) for image in images])
+
+    def embed_images(self, images: Sequence[Image.Image] | torch.Tensor) -> np.ndarray:
+        """Embed images (PIL images, or a batch already made by :meth:`preprocess_images`).
+
+        Returns:
+            A float32 array of shape (N, dim) with unit rows.
+        """
+        if len(images) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        pixels = images if isinstance(images, torch.Tensor) else self.preprocess_images(images)
+        return self._run(pixels, self.model.encode_image)
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts.
+
+        Returns:
+            A float32 array of shape (N, dim) with unit rows.
+
+        Raises:
+            QueryError: A text is empty or only whitespace.
+        """
+        if any(not text.strip() for text in texts):
+            raise QueryError("empty text query")
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self._run(self._tokenizer(list(texts)), self.model.encode_text)
+
+    def _run(
+        self, inputs: torch.Tensor, encode: Callable[[torch.Tensor], torch.Tensor]
+    ) -> np.ndarray:
+        chunks = []
+        size = self.settings.batch_size
+        with torch.inference_mode():
+            for start in range(0, len(inputs), size):
+                batch = inputs[start : start + size].to(self.runtime.device)
+                if batch.is_floating_point():
+                    batch = batch.to(self.runtime.dtype)
+                features = encode(batch).float()
+                chunks.append(torch.nn.functional.normalize(features, dim=-1).cpu().numpy())
+        return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+def _image_size(model: torch.nn.Module) -> int:
+    size = getattr(getattr(model, "visual", None), "image_size", 224)
+    return int(size[0] if isinstance(size, tuple | list) else size)
+
+
+def _embed_dim(model: torch.nn.Module) -> int:
+    projection = getattr(model, "text_projection", None)
+    if isinstance(projection, torch.Tensor):
+        return int(projection.shape[-1])
+    if isinstance(projection, torch.nn.Linear):
+        return int(projection.out_features)
+    output_dim = getattr(getattr(model, "visual", None), "output_dim", None)
+    if output_dim is None:
+        raise ModelError("cannot tell the embedding dimension of this model")
+    return int(output_dim)

@@ -1,0 +1,94 @@
+"""Errors raised by anyshot.
+
+Every error anyshot raises on purpose derives from :class:`AnyshotError`, so a shell (CLI, HTTP
+API) needs one ``except`` at its edge. Third-party errors are wrapped at the boundary with
+``raise ... from exc``.
+
+The tree::
+
+    AnyshotError
+    ├── ConfigError                 a setting or argument that cannot work
+    ├── SourceError                 a folder or list of images that cannot be read
+    ├── ImageDecodeError            one image that cannot be decoded (path, reason)
+    ├── ModelError                  a model that cannot be loaded
+    │   └── ModelUnavailableError   weights not cached and not downloadable
+    ├── StoreError                  the vector store failed
+    │   ├── StoreLockedError        an embedded store already opened by another process
+    │   ├── StoreNotFoundError      no collection at that location
+    │   └── ModelMismatchError      the store was built by another model
+    ├── QueryError                  a query that cannot be answered (empty text, unknown id, ...)
+    └── ParquetError                a Parquet shard that cannot be written or read
+"""
+
+from __future__ import annotations
+
+
+class AnyshotError(Exception):
+    """Root of all anyshot errors."""
+
+
+class ConfigError(AnyshotError):
+    """A setting or argument that cannot work."""
+
+
+class SourceError(AnyshotError):
+    """A source of images (folder, list file) that cannot be read."""
+
+
+class ImageDecodeError(AnyshotError):
+    """One image that cannot be decoded.
+
+    Attributes:
+        path: Where the image came from (a path or URI).
+        reason: A short human-readable reason, e.g. ``"truncated file"``.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class ModelError(AnyshotError):
+    """A model that cannot be loaded or run."""
+
+
+class ModelUnavailableError(ModelError):
+    """Model weights that are neither cached nor downloadable right now."""
+
+
+class StoreError(AnyshotError):
+    """The vector store failed."""
+
+
+class StoreLockedError(StoreError):
+    """An embedded store that another process holds open for writing."""
+
+
+class StoreNotFoundError(StoreError):
+    """No collection exists at the given location."""
+
+
+class ModelMismatchError(StoreError):
+    """The store was built with another model than the one asked for.
+
+    Attributes:
+        stored: Identity of the model that built the store.
+        requested: Identity of the model the caller uses.
+    """
+
+    def __init__(self, stored: str, requested: str) -> None:
+        super().__init__(
+            f"this collection was built with model {stored!r}, not {requested!r}: "
+            f"pass --model {stored!r} (or ANYSHOT_MODEL__NAME), or index into a new store"
+        )
+        self.stored = stored
+        self.requested = requested
+
+
+class QueryError(AnyshotError):
+    """A query that cannot be answered as given."""
+
+
+class ParquetError(AnyshotError):
+    """A Parquet shard that cannot be written or read."""

@@ -1,0 +1,296 @@
+"""A collection on a Qdrant server or cluster, or in qdrant-client's in-memory mode.
+
+The model identity lives in the collection's metadata, so every client of a server sees it.
+``:memory:`` runs the very same code against qdrant-client's local mode, which is how the test
+suite covers the server path without a server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import SecretStr
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from indexer.errors import StoreError
+from indexer.schema import INDEXED_PAYLOAD_KEYS, VECTOR_NAME, ModelIdentity
+from indexer.store import (
+    MEMORY_LOCATION,
+    PayloadFilter,
+    ScoredPoint,
+    StoredPoint,
+    StoreInfo,
+    VectorStore,
+)
+
+METADATA_KEY = "anyshot"
+FORMAT_VERSION = 1
+_QDRANT_ERRORS = (UnexpectedResponse, ResponseHandlingException, ValueError, OSError, RuntimeError)
+_PAYLOAD_SCHEMA = {
+    "keyword": models.PayloadSchemaType.KEYWORD,
+    "integer": models.PayloadSchemaType.INTEGER,
+    "float": models.PayloadSchemaType.FLOAT,
+}
+
+
+class QdrantClientStore(VectorStore):
+    """A collection reached through ``qdrant-client``.
+
+    Args:
+        location: ``:memory:`` or an ``http(s)://`` URL.
+        collection: Collection name.
+        api_key: Server API key, if the server wants one.
+        timeout: Request timeout in seconds.
+    """
+
+    backend = "qdrant-client"
+
+    def __init__(
+        self,
+        location: str,
+        *,
+        collection: str = "images",
+        api_key: SecretStr | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        super().__init__(location)
+        self.collection = collection
+        try:
+            if location == MEMORY_LOCATION:
+                self.client = QdrantClient(location=MEMORY_LOCATION)
+            else:
+                self.client = QdrantClient(
+                    url=location,
+                    timeout=int(timeout),
+                    api_key=api_key.get_secret_value() if api_key else None,
+                )
+        except _QDRANT_ERRORS as exc:
+            raise StoreError(f"cannot connect to Qdrant at {location}: {exc}") from exc
+        self._model: ModelIdentity | None = None
+        self._model_loaded = False
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except _QDRANT_ERRORS as exc:
+            raise StoreError(f"Qdrant at {self.location} could not {what}: {exc}") from exc
+
+    def model(self) -> ModelIdentity | None:
+        if not self._model_loaded:
+            exists = self._call(
+                "check the collection", self.client.collection_exists, self.collection
+            )
+            if exists:
+                info = self._call(
+                    "read the collection", self.client.get_collection, self.collection
+                )
+                meta = (info.config.metadata or {}).get(METADATA_KEY)
+                if not meta or "model" not in meta:
+                    raise StoreError(
+                        f"collection {self.collection!r} at {self.location} was not "
+                        f"made by anyshot (no model in its metadata)"
+                    )
+                self._model = ModelIdentity.from_dict(meta["model"])
+            self._model_loaded = True
+        return self._model
+
+    def _create(self, identity: ModelIdentity) -> None:
+        self._call(
+            "create the collection",
+            self.client.create_collection,
+            self.collection,
+            vectors_config={
+                VECTOR_NAME: models.VectorParams(size=identity.dim, distance=models.Distance.COSINE)
+            },
+            metadata={METADATA_KEY: {"format": FORMAT_VERSION, "model": identity.to_dict()}},
+        )
+        if self.location != MEMORY_LOCATION:  # local mode ignores payload indexes, with a warning
+            for key, kind in INDEXED_PAYLOAD_KEYS.items():
+                self._call(
+                    f"index payload key {key}",
+                    self.client.create_payload_index,
+                    self.collection,
+                    key,
+                    _PAYLOAD_SCHEMA[kind],
+                )
+        self._model, self._model_loaded = identity, True
+
+    def _exists(self) -> bool:
+        return self.model() is not None
+
+    def upsert(
+        self, ids: Sequence[int], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]
+    ) -> None:
+        if not len(ids):
+            return
+        self.require_model()
+        rows = np.asarray(vectors, dtype=np.float32).tolist()
+        points = [
+            models.PointStruct(id=int(pid), vector={VECTOR_NAME: row}, payload=payload)
+            for pid, row, payload in zip(ids, rows, payloads, strict=True)
+        ]
+        self._call("upsert points", self.client.upsert, self.collection, points=points, wait=True)
+
+    def delete(self, ids: Sequence[int]) -> None:
+        if not len(ids) or not self._exists():
+            return
+        self._call(
+            "delete points",
+            self.client.delete,
+            self.collection,
+            points_selector=models.PointIdsList(points=[int(i) for i in ids]),
+            wait=True,
+        )
+
+    def search(
+        self,
+        vector: np.ndarray,
+        *,
+        limit: int,
+        offset: int = 0,
+        where: PayloadFilter | None = None,
+        score_threshold: float | None = None,
+    ) -> list[ScoredPoint]:
+        self.require_model()
+        response = self._call(
+            "search",
+            self.client.query_points,
+            self.collection,
+            query=np.asarray(vector, dtype=np.float32).tolist(),
+            using=VECTOR_NAME,
+            limit=limit,
+            offset=offset or None,
+            query_filter=_client_filter(where),
+            score_threshold=score_threshold,
+            with_payload=True,
+        )
+        return [
+            ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in response.points
+        ]
+
+    def retrieve(self, ids: Sequence[int], *, with_vectors: bool = False) -> list[StoredPoint]:
+        if not len(ids) or not self._exists():
+            return []
+        records = self._call(
+            "retrieve points",
+            self.client.retrieve,
+            self.collection,
+            ids=[int(i) for i in ids],
+            with_payload=True,
+            with_vectors=with_vectors,
+        )
+        by_id = {int(r.id): _stored(r, with_vectors) for r in records}
+        return [by_id[int(i)] for i in ids if int(i) in by_id]
+
+    def scroll(
+        self,
+        *,
+        batch_size: int = 1024,
+        with_vectors: bool = False,
+        where: PayloadFilter | None = None,
+    ) -> Iterator[StoredPoint]:
+        if not self._exists():
+            return
+        offset = None
+        while True:
+            records, offset = self._call(
+                "scroll points",
+                self.client.scroll,
+                self.collection,
+                limit=batch_size,
+                offset=offset,
+                scroll_filter=_client_filter(where),
+                with_payload=True,
+                with_vectors=with_vectors,
+            )
+            for record in records:
+                yield _stored(record, with_vectors)
+            if offset is None:
+                return
+
+    def count(self, where: PayloadFilter | None = None) -> int:
+        if not self._exists():
+            return 0
+        result = self._call(
+            "count points",
+            self.client.count,
+            self.collection,
+            count_filter=_client_filter(where),
+            exact=True,
+        )
+        return int(result.count)
+
+    def set_payload(self, ids: Sequence[int], payload: dict[str, Any]) -> None:
+        if not len(ids):
+            return
+        self.require_model()
+        self._call(
+            "set payload",
+            self.client.set_payload,
+            self.collection,
+            payload=payload,
+            points=[int(i) for i in ids],
+            wait=True,
+        )
+
+    def info(self) -> StoreInfo:
+        model = self.model()
+        points = indexed = 0
+        if model is not None:
+            collection = self._call(
+                "read the collection", self.client.get_collection, self.collection
+            )
+            points = collection.points_count or 0
+            indexed = collection.indexed_vectors_count
+        return StoreInfo(
+            location=self.location,
+            backend=self.backend,
+            model=model,
+            points=points,
+            indexed_vectors=indexed,
+            extra={"collection": self.collection},
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _stored(record: Any, with_vectors: bool) -> StoredPoint:
+    vector = None
+    if with_vectors and record.vector is not None:
+        vector = np.asarray(record.vector[VECTOR_NAME], dtype=np.float32)
+    return StoredPoint(int(record.id), dict(record.payload or {}), vector)
+
+
+def _client_filter(where: PayloadFilter | None) -> models.Filter | None:
+    if where is None or where.is_empty():
+        return None
+    must: list[Any] = []
+    if where.uri_prefix:
+        must.append(
+            models.FieldCondition(key="uri", match=models.MatchPrefix(prefix=where.uri_prefix))
+        )
+    if where.formats:
+        must.append(
+            models.FieldCondition(key="format", match=models.MatchAny(any=list(where.formats)))
+        )
+    if where.tags:
+        must.append(models.FieldCondition(key="tags", match=models.MatchAny(any=list(where.tags))))
+    if where.mtime_min is not None or where.mtime_max is not None:
+        must.append(
+            models.FieldCondition(
+                key="mtime", range=models.Range(gte=where.mtime_min, lte=where.mtime_max)
+            )
+        )
+    if where.size_min is not None or where.size_max is not None:
+        must.append(
+            models.FieldCondition(
+                key="size", range=models.Range(gte=where.size_min, lte=where.size_max)
+            )
+        )
+    if where.ids:
+        must.append(models.HasIdCondition(has_id=[int(i) for i in where.ids]))
+    return models.Filter(must=must)

@@ -1,0 +1,141 @@
+"""The collection schema, defined once: vector name, distance, payload keys and the point-id rule.
+
+Every store backend and the Parquet shards use these names, so a collection moves between
+backends without translation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+VECTOR_NAME = "image"
+"""Name of the dense vector in every collection."""
+
+DISTANCE = "cosine"
+"""Similarity of vectors; embeddings are L2-normalised, so cosine equals the dot product."""
+
+PAYLOAD_KEYS = ("uri", "size", "mtime", "sha256", "width", "height", "format", "tags")
+"""Payload keys of an image point. ``tags`` holds labels added later (zero-shot tagging)."""
+
+INDEXED_PAYLOAD_KEYS = {
+    "uri": "keyword",
+    "format": "keyword",
+    "tags": "keyword",
+    "mtime": "float",
+    "size": "integer",
+}
+"""Payload keys that get an index, by type, where the backend supports payload indexes."""
+
+POINT_ID_BITS = 53
+"""Point ids are unsigned integers below 2**53, so JavaScript front ends (clip-front) read them
+exactly. Collision odds: about n²/2**54, i.e. 6e-5 at one million images."""
+
+
+def point_id(uri: str) -> int:
+    """Return the stable point id of an image: a 53-bit hash of its URI.
+
+    Args:
+        uri: The image's URI or absolute path, exactly as stored in the payload.
+
+    Returns:
+        An integer in ``[0, 2**53)``; the same URI always gives the same id.
+    """
+    digest = hashlib.blake2b(uri.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> (64 - POINT_ID_BITS)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRecord:
+    """An image found by discovery: where it is and what the file system says of it.
+
+    Attributes:
+        uri: Absolute path or http(s) URL.
+        size: Size in bytes; -1 when unknown (URLs before download).
+        mtime: Modification time in seconds since the epoch; 0.0 when unknown.
+    """
+
+    uri: str
+    size: int = -1
+    mtime: float = 0.0
+
+    @property
+    def id(self) -> int:
+        """The record's point id."""
+        return point_id(self.uri)
+
+
+@dataclass(slots=True)
+class ImagePayload:
+    """What the store keeps beside each vector; keys are :data:`PAYLOAD_KEYS`."""
+
+    uri: str
+    size: int
+    mtime: float
+    sha256: str
+    width: int
+    height: int
+    format: str
+    tags: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the payload as a plain dict for the store."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ImagePayload:
+        """Build a payload from a stored dict, ignoring keys it does not know."""
+        return cls(
+            uri=str(data["uri"]),
+            size=int(data.get("size", -1)),
+            mtime=float(data.get("mtime", 0.0)),
+            sha256=str(data.get("sha256", "")),
+            width=int(data.get("width", 0)),
+            height=int(data.get("height", 0)),
+            format=str(data.get("format", "")),
+            tags=list(data.get("tags") or []),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ModelIdentity:
+    """Which model built a collection; a store refuses queries from any other.
+
+    Attributes:
+        name: The model name as given to anyshot (``anyshot-tiny``, ``ViT-B-32``, ...).
+        pretrained: The pretrained tag or checkpoint file name, if any.
+        dim: Embedding dimension.
+        fingerprint: A content hash of local weights, when they are local files.
+    """
+
+    name: str
+    pretrained: str | None
+    dim: int
+    fingerprint: str | None = None
+
+    @property
+    def label(self) -> str:
+        """``name`` or ``name/pretrained``: what a user recognises."""
+        return f"{self.name}/{self.pretrained}" if self.pretrained else self.name
+
+    def is_compatible(self, other: ModelIdentity) -> bool:
+        """True when vectors of ``other`` can be searched against vectors of ``self``."""
+        if (self.name, self.pretrained, self.dim) != (other.name, other.pretrained, other.dim):
+            return False
+        both_known = self.fingerprint is not None and other.fingerprint is not None
+        return not both_known or self.fingerprint == other.fingerprint
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the identity as a JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelIdentity:
+        """Build an identity from :meth:`to_dict`'s output."""
+        return cls(
+            name=str(data["name"]),
+            pretrained=data.get("pretrained"),
+            dim=int(data["dim"]),
+            fingerprint=data.get("fingerprint"),
+        )

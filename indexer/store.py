@@ -1,0 +1,231 @@
+"""The vector store interface, and :func:`open_store` that picks a backend from one location.
+
+Locations (like ``QdrantClient``'s):
+
+- a folder path → :class:`~indexer.edge_store.EdgeStore`, Qdrant Edge in this process (default);
+- ``http(s)://HOST:PORT`` → :class:`~indexer.qdrant_store.QdrantClientStore` on a Qdrant server;
+- ``:memory:`` → the same class on qdrant-client's in-memory mode (the server code path, offline).
+
+Every backend stores the schema of :mod:`indexer.schema` and records which model built it:
+:meth:`VectorStore.bind_model` refuses vectors of any other model.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+import numpy as np
+
+from indexer.config import StoreSettings
+from indexer.errors import ModelMismatchError, StoreError, StoreNotFoundError
+from indexer.schema import ModelIdentity
+
+MEMORY_LOCATION = ":memory:"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPoint:
+    """A point read back from the store."""
+
+    id: int
+    payload: dict[str, Any]
+    vector: np.ndarray | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredPoint:
+    """A point found by a vector search, with its cosine similarity to the query."""
+
+    id: int
+    score: float
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadFilter:
+    """Conditions on the payload; all given conditions must hold.
+
+    Attributes:
+        uri_prefix: Only images whose URI starts with this (a folder, say).
+        formats: Only these image formats (``JPEG``, ``PNG``, ...).
+        tags: Only images carrying at least one of these tags.
+        mtime_min, mtime_max: Modification time range (seconds since the epoch), inclusive.
+        size_min, size_max: File size range in bytes, inclusive.
+        ids: Only these point ids.
+    """
+
+    uri_prefix: str | None = None
+    formats: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    mtime_min: float | None = None
+    mtime_max: float | None = None
+    size_min: int | None = None
+    size_max: int | None = None
+    ids: tuple[int, ...] = ()
+
+    def is_empty(self) -> bool:
+        """True when the filter lets every point through."""
+        return self == PayloadFilter()
+
+
+@dataclass(frozen=True, slots=True)
+class StoreInfo:
+    """What a store holds."""
+
+    location: str
+    backend: str
+    model: ModelIdentity | None
+    points: int
+    indexed_vectors: int | None = None
+    disk_bytes: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class VectorStore(abc.ABC):
+    """A collection of image vectors with payloads. Use it as a context manager."""
+
+    backend: str = "abstract"
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+
+    # -- model binding -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def model(self) -> ModelIdentity | None:
+        """Return the identity of the model that built this collection, or None if empty."""
+
+    @abc.abstractmethod
+    def _create(self, identity: ModelIdentity) -> None:
+        """Create the collection for vectors of ``identity`` and record it."""
+
+    def bind_model(self, identity: ModelIdentity) -> None:
+        """Create the collection for ``identity``, or check that it was built by it.
+
+        Raises:
+            ModelMismatchError: The collection was built by another model.
+        """
+        stored = self.model()
+        if stored is None:
+            self._create(identity)
+        elif not stored.is_compatible(identity):
+            raise ModelMismatchError(stored.label, identity.label)
+
+    def require_model(self) -> ModelIdentity:
+        """Return the collection's model.
+
+        Raises:
+            StoreNotFoundError: Nothing was indexed at this location yet.
+        """
+        stored = self.model()
+        if stored is None:
+            raise StoreNotFoundError(
+                f"no collection at {self.location}: index images first (anyshot index FOLDER "
+                f"--store {self.location})"
+            )
+        return stored
+
+    # -- points --------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def upsert(
+        self, ids: Sequence[int], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]
+    ) -> None:
+        """Insert or replace points; the same id twice never makes two points."""
+
+    @abc.abstractmethod
+    def delete(self, ids: Sequence[int]) -> None:
+        """Delete points by id; unknown ids are ignored."""
+
+    @abc.abstractmethod
+    def search(
+        self,
+        vector: np.ndarray,
+        *,
+        limit: int,
+        offset: int = 0,
+        where: PayloadFilter | None = None,
+        score_threshold: float | None = None,
+    ) -> list[ScoredPoint]:
+        """Return the points nearest to ``vector``, best first."""
+
+    @abc.abstractmethod
+    def retrieve(self, ids: Sequence[int], *, with_vectors: bool = False) -> list[StoredPoint]:
+        """Return the points with these ids that exist, in the order asked."""
+
+    @abc.abstractmethod
+    def scroll(
+        self,
+        *,
+        batch_size: int = 1024,
+        with_vectors: bool = False,
+        where: PayloadFilter | None = None,
+    ) -> Iterator[StoredPoint]:
+        """Iterate over all points (matching ``where``) in id order."""
+
+    @abc.abstractmethod
+    def count(self, where: PayloadFilter | None = None) -> int:
+        """Return the number of points (matching ``where``)."""
+
+    @abc.abstractmethod
+    def set_payload(self, ids: Sequence[int], payload: dict[str, Any]) -> None:
+        """Set payload keys on existing points (other keys are kept)."""
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def optimize(self) -> bool:
+        """Build or refresh the search index where the backend needs it; True if work was done."""
+        return False
+
+    def flush(self) -> None:  # noqa: B027 - most backends write through
+        """Make all changes durable."""
+
+    @abc.abstractmethod
+    def info(self) -> StoreInfo:
+        """Return what the store holds."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the store; the object is unusable afterwards."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def open_store(settings: StoreSettings) -> VectorStore:
+    """Open the store named by ``settings.location``.
+
+    Args:
+        settings: Location, collection name and server credentials.
+
+    Returns:
+        An open :class:`VectorStore`; close it (or use ``with``) when done.
+
+    Raises:
+        StoreError: The store cannot be opened.
+        StoreLockedError: An embedded store is open in another process.
+    """
+    location = settings.location.strip()
+    if location == MEMORY_LOCATION or location.startswith(("http://", "https://")):
+        from indexer.qdrant_store import QdrantClientStore
+
+        return QdrantClientStore(
+            location,
+            collection=settings.collection,
+            api_key=settings.api_key,
+            timeout=settings.timeout,
+        )
+    if "://" in location:
+        raise StoreError(
+            f"unsupported store location {location!r}: use a folder, "
+            f"{MEMORY_LOCATION} or an http(s):// URL"
+        )
+    from indexer.edge_store import EdgeStore
+
+    return EdgeStore(location)

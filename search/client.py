@@ -1,0 +1,151 @@
+"""The Python client: one object that indexes and searches a collection.
+
+The CLI and the HTTP API are thin shells over :class:`ImageSearch`::
+
+    from indexer.config import Settings
+    from search import ImageSearch
+
+    with ImageSearch(Settings(store={"location": "/data/photos-index"})) as engine:
+        engine.index("/data/photos")
+        for hit in engine.search("a dog on a beach", k=5):
+            print(hit.score, hit.uri)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Self
+
+from indexer.config import ModelSettings, Settings
+from indexer.embed import Embedder
+from indexer.errors import QueryError
+from indexer.indexing import IndexReport, ProgressCallback, index_source
+from indexer.store import MEMORY_LOCATION, PayloadFilter, StoreInfo, VectorStore, open_store
+from search.engine import Hit, ImageInput, SearchEngine
+
+
+class ImageSearch:
+    """Index and search one collection.
+
+    The store opens at once; the model loads on first use. Which model: the one named in
+    ``settings.model`` when it was set explicitly (argument or ``ANYSHOT_MODEL__*``), otherwise
+    the one that built the collection, otherwise the default.
+
+    Args:
+        settings: All settings; ``Settings()`` reads ``ANYSHOT_*`` variables.
+        store: An already open store to use instead of ``settings.store``.
+        embedder: An already loaded model to use instead of ``settings.model``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        store: VectorStore | None = None,
+        embedder: Embedder | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self._owns_store = store is None
+        self.store = store if store is not None else open_store(self.settings.store)
+        self._embedder = embedder
+        self._engine: SearchEngine | None = None
+
+    # -- parts ---------------------------------------------------------------------------------
+
+    def model_settings(self) -> ModelSettings:
+        """The model settings this client loads: explicit ones, else the collection's model."""
+        chosen = self.settings.model
+        explicit = {"name", "pretrained"} & chosen.model_fields_set
+        stored = self.store.model()
+        if explicit or stored is None:
+            return chosen
+        return chosen.model_copy(update={"name": stored.name, "pretrained": stored.pretrained})
+
+    @property
+    def embedder(self) -> Embedder:
+        """The model, loaded on first use."""
+        if self._embedder is None:
+            self._embedder = Embedder(self.model_settings())
+        return self._embedder
+
+    @property
+    def engine(self) -> SearchEngine:
+        """The query engine (checks that store and model match)."""
+        if self._engine is None:
+            self.store.require_model()  # an empty store says so before a model loads
+            self._engine = SearchEngine(self.store, self.embedder)
+        return self._engine
+
+    def parquet_dir(self) -> Path | None:
+        """Where Parquet shards go: the setting, else ``parquet/`` inside a folder store."""
+        if self.settings.index.parquet_dir is not None:
+            return self.settings.index.parquet_dir
+        location = self.settings.store.location
+        if location == MEMORY_LOCATION or "://" in location:
+            return None
+        return Path(location).expanduser() / "parquet"
+
+    # -- operations ----------------------------------------------------------------------------
+
+    def index(self, source: str | Path, *, progress: ProgressCallback | None = None) -> IndexReport:
+        """Index a folder, a list file (text or Parquet) or one image.
+
+        Returns:
+            Counts of indexed, unchanged, removed and skipped images, and the time taken.
+        """
+        report = index_source(
+            source,
+            embedder=self.embedder,
+            store=self.store,
+            settings=self.settings.index,
+            parquet_dir=self.parquet_dir(),
+            progress=progress,
+        )
+        self._engine = None
+        return report
+
+    def search(
+        self,
+        text: str | None = None,
+        *,
+        image: ImageInput | None = None,
+        similar_to: int | None = None,
+        k: int = 10,
+        offset: int = 0,
+        where: PayloadFilter | None = None,
+        threshold: float | None = None,
+    ) -> list[Hit]:
+        """Search by a description, by an example image, or by an indexed image's id.
+
+        Exactly one of ``text``, ``image`` and ``similar_to`` is given.
+
+        Raises:
+            QueryError: No query or more than one, an empty text, an unreadable image.
+            StoreNotFoundError: Nothing was indexed yet.
+            ModelMismatchError: The collection was built by another model.
+        """
+        given = [q for q in (text, image, similar_to) if q is not None]
+        if len(given) != 1:
+            raise QueryError("give exactly one query: a text, an image, or an indexed image's id")
+        options: dict[str, Any] = {"k": k, "offset": offset, "where": where, "threshold": threshold}
+        if text is not None:
+            return self.engine.search_text(text, **options)
+        if image is not None:
+            return self.engine.search_image(image, **options)
+        assert similar_to is not None
+        return self.engine.search_similar(similar_to, **options)
+
+    def info(self) -> StoreInfo:
+        """What the collection holds."""
+        return self.store.info()
+
+    def close(self) -> None:
+        """Close the store (if this client opened it)."""
+        if self._owns_store:
+            self.store.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
