@@ -40,6 +40,9 @@ _SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})  # EXIF orientations that turn 
 _PILLOW_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 
 
+_FORMAT_ALIASES = {"MPO": "JPEG"}
+
+
 @dataclass(slots=True)
 class DecodedImage:
     """An image decoded to RGB, with what the payload needs to know about its file.
@@ -135,7 +138,8 @@ def decode_image(
         width, height = image.size
         if width * height > max_pixels:
             raise ImageDecodeError(uri, f"too large: {width}x{height} pixels (limit {max_pixels})")
-        image_format = image.format or "unknown"
+        # Camera JPEGs with embedded previews open as "MPO": they are JPEG files to users.
+        image_format = _FORMAT_ALIASES.get(image.format or "", image.format or "unknown")
         try:
             if target_size:
                 image.draft("RGB", (target_size, target_size))  # a no-op except for JPEG
