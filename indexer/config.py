@@ -99,9 +99,18 @@ class IndexSettings(BaseModel):
         ge=1_000,
         description="Images with more pixels are refused (decompression-bomb guard).",
     )
-    batch_size: int = Field(256, ge=1, le=65_536, description="Images per stored batch.")
+    batch_size: int = Field(
+        128, ge=1, le=65_536, description="Images per batch (decoded, embedded and stored)."
+    )
     workers: int | None = Field(
         None, ge=0, le=256, description="Decoding processes; empty: one per spare core."
+    )
+    state_dir: Path | None = Field(
+        None,
+        description=(
+            "Where index runs keep their state (the report of skipped files); empty: "
+            "'state/' inside a folder store, else under the data folder."
+        ),
     )
     parquet_dir: Path | None = Field(
         None,

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from PIL import Image
+from torchvision.transforms import Compose, Normalize
 
 from indexer.config import ModelSettings
 from indexer.errors import ModelError, QueryError
+from indexer.prepare import PixelPipeline, ResizeCrop
 from indexer.schema import ModelIdentity
 from indexer.weights import ModelSource, resolve_model
 
@@ -131,6 +133,44 @@ class Embedder:
             self.runtime.precision,
             self.dim,
         )
+
+    def pixel_pipeline(self, *, max_pixels: int, timeout: float = 30.0) -> PixelPipeline:
+        """The PIL half of this model's preprocessing, to run in decoding workers.
+
+        Workers resize and crop; :meth:`embed_pixels` scales and normalises. Together they give
+        the same tensors as :meth:`preprocess_images`.
+        """
+        steps = list(getattr(self.preprocess, "transforms", []))
+        cut = next((i for i, step in enumerate(steps) if "ToTensor" in type(step).__name__), None)
+        if cut is None or not isinstance(steps[-1], Normalize):
+            raise ModelError(f"unexpected preprocessing for {self.source.name}: {self.preprocess}")
+        cfg = getattr(self.model.visual, "preprocess_cfg", {}) or {}
+        mode = cfg.get("resize_mode", "shortest")
+        interpolation = cfg.get("interpolation", "bicubic")
+        # Our own PIL steps keep torch out of the workers (seconds of start-up each); other
+        # modes fall back to the model's torchvision transforms.
+        pil_steps: Callable[[Image.Image], Image.Image] = (
+            ResizeCrop(self.image_size, mode, interpolation)
+            if ResizeCrop.supports(mode, interpolation)
+            else Compose(steps[:cut])
+        )
+        return PixelPipeline(
+            pil_steps=pil_steps, target_size=self.image_size, max_pixels=max_pixels, timeout=timeout
+        )
+
+    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Embed uint8 images (N, S, S, 3) made by :meth:`pixel_pipeline`.
+
+        Returns:
+            A float32 array of shape (N, dim) with unit rows.
+        """
+        if len(pixels) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        normalize = self.preprocess.transforms[-1]
+        mean = torch.tensor(normalize.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(normalize.std, dtype=torch.float32).view(1, 3, 1, 1)
+        batch = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2)
+        return self._run((batch.float().div_(255.0) - mean) / std, self.model.encode_image)
 
     def preprocess_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Resize, crop and normalise images into a float32 batch (N, 3, S, S)."""

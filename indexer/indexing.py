@@ -1,66 +1,83 @@
-"""Keep a store in step with a source of images: plan, decode, embed, write, remove.
+"""Keep a store in step with a source of images: plan, prepare, embed, write, remove, finish.
 
-The steps are separate functions so that callers can orchestrate them differently (one
-process here; Prefect tasks in :mod:`pipelines`), and :func:`index_source` runs them in order.
+Each step is a function of its own so that callers can orchestrate them differently: in this
+process (:func:`index_source`), or as Prefect tasks, locally or on a Dask cluster
+(:mod:`pipelines.index_flow`). The steps make a run incremental and resumable:
+
+- **plan**: an image whose size and mtime equal the stored ones is unchanged and costs one
+  ``stat``; a changed one is re-read, and re-embedded only if its content hash differs;
+- **write**: each batch goes to a Parquet shard and then to the store, under ids derived from
+  the URI, so a run killed at any point loses at most the batches in flight and the next run
+  neither duplicates nor re-embeds what was stored;
+- **skip**: a file that cannot be decoded is skipped, reported, remembered with its size and
+  mtime, and retried only once it changes.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from indexer.config import IndexSettings
-from indexer.decode import DecodedImage, load_image
 from indexer.discover import DiscoveryProblem, discover
 from indexer.embed import Embedder
-from indexer.errors import ImageDecodeError
 from indexer.parquet_store import ParquetShardWriter
-from indexer.schema import ImagePayload, ImageRecord
+from indexer.prepare import ImageJob, PreparedBatch, SkippedImage, prepare_batches
+from indexer.schema import ImageRecord
+from indexer.skip_report import SkipReport
 from indexer.store import PayloadFilter, VectorStore
 
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]
-"""Called as ``progress(done, total)`` after each batch."""
+"""Called as ``progress(done, total)`` as images are done."""
 
-
-@dataclass(frozen=True)
-class SkippedImage:
-    """An image that was not indexed, and why."""
-
-    uri: str
-    reason: str
+MTIME_TOLERANCE = 1e-5
+"""Seconds: Qdrant Edge keeps about 16 significant digits of a float payload, so an mtime of
+1.8e9 s comes back up to ~3e-7 s off."""
 
 
 @dataclass
 class IndexPlan:
-    """What an index run must do, found by comparing the source with the store."""
+    """What an index run must do, found by comparing the source with the store.
+
+    Attributes:
+        new: Images the store does not hold.
+        changed: Images whose size or mtime differ from the stored ones, with the stored hash.
+        unchanged: Images stored with the same size and mtime.
+        known_bad: Images skipped by an earlier run and not changed since.
+        vanished: Ids of stored images under the source's folder that are gone.
+        seen_ids: Ids of every image of the source.
+    """
 
     new: list[ImageRecord] = field(default_factory=list)
-    changed: list[ImageRecord] = field(default_factory=list)
+    changed: list[ImageJob] = field(default_factory=list)
     unchanged: list[ImageRecord] = field(default_factory=list)
+    known_bad: list[SkippedImage] = field(default_factory=list)
     vanished: list[int] = field(default_factory=list)
+    seen_ids: set[int] = field(default_factory=set)
 
     @property
-    def to_embed(self) -> list[ImageRecord]:
-        """New and changed images, in source order."""
-        return self.new + self.changed
+    def jobs(self) -> list[ImageJob]:
+        """The images to read: new ones, then changed ones."""
+        return [ImageJob(record) for record in self.new] + self.changed
 
 
 @dataclass
 class IndexReport:
-    """The outcome of an index run; keys match ``anyshot index --json``."""
+    """The outcome of an index run; :meth:`to_dict` is ``anyshot index --json``."""
 
     indexed: int = 0
     unchanged: int = 0
     removed: int = 0
     skipped: int = 0
     seconds: float = 0.0
+    embed_seconds: float = 0.0
     skipped_images: list[SkippedImage] = field(default_factory=list)
     problems: list[DiscoveryProblem] = field(default_factory=list)
 
@@ -68,6 +85,13 @@ class IndexReport:
     def images_per_second(self) -> float:
         """Indexed images per second of the whole run."""
         return self.indexed / self.seconds if self.seconds > 0 else 0.0
+
+    def add_batch(self, batch: PreparedBatch) -> None:
+        """Count a written batch."""
+        self.indexed += len(batch.records)
+        self.unchanged += len(batch.same_content)
+        self.skipped_images.extend(batch.skipped)
+        self.skipped = len(self.skipped_images)
 
     def to_dict(self) -> dict[str, object]:
         """Return the summary as JSON-ready values."""
@@ -83,14 +107,35 @@ class IndexReport:
         }
 
 
-MTIME_TOLERANCE = 1e-5
-"""Seconds: Qdrant Edge keeps about 16 significant digits of a float payload, so an mtime of
-1.8e9 s comes back up to ~3e-7 s off."""
-
-
 def same_mtime(stored: object, record: ImageRecord) -> bool:
     """True when a stored mtime equals the file's, within what the store's floats keep."""
     return isinstance(stored, int | float) and abs(stored - record.mtime) <= MTIME_TOLERANCE
+
+
+def discover_source(
+    source: str | Path, settings: IndexSettings
+) -> tuple[list[ImageRecord], list[DiscoveryProblem]]:
+    """Find the images of a folder, list file or single image.
+
+    Raises:
+        SourceError: The source does not exist or cannot be read.
+    """
+    problems: list[DiscoveryProblem] = []
+    records = list(
+        discover(
+            source,
+            include_hidden=settings.include_hidden,
+            follow_symlinks=settings.follow_symlinks,
+            on_problem=problems.append,
+        )
+    )
+    return records, problems
+
+
+def source_scope(source: str | Path) -> str | None:
+    """The URI prefix a folder source covers, for removals; None for lists and single files."""
+    path = Path(source).expanduser()
+    return str(path.absolute()).rstrip("/") + "/" if path.is_dir() else None
 
 
 def plan_index(
@@ -98,36 +143,38 @@ def plan_index(
     store: VectorStore,
     *,
     scope: str | None = None,
+    skip_report: SkipReport | None = None,
     lookup_batch: int = 1024,
 ) -> IndexPlan:
     """Compare discovered images with what the store holds.
-
-    An image is unchanged when the stored size and mtime equal the file's; a vanished image is
-    a stored point under ``scope`` (a folder prefix) that discovery did not find.
 
     Args:
         records: The images of the source.
         store: The store to compare with.
         scope: URI prefix that the source covers; None means no removal is planned.
+        skip_report: Files that earlier runs could not decode.
         lookup_batch: Ids looked up per store request.
 
     Returns:
         The plan.
     """
     plan = IndexPlan()
-    seen: set[int] = set()
+    seen = plan.seen_ids
     batch: list[ImageRecord] = []
 
-    def flush() -> None:
+    def classify() -> None:
         stored = {p.id: p.payload for p in store.retrieve([r.id for r in batch])}
         for record in batch:
             payload = stored.get(record.id)
-            if payload is None:
+            bad = skip_report.unchanged_entry(record) if skip_report else None
+            if bad is not None:
+                plan.known_bad.append(bad)
+            elif payload is None:
                 plan.new.append(record)
             elif payload.get("size") == record.size and same_mtime(payload.get("mtime"), record):
                 plan.unchanged.append(record)
             else:
-                plan.changed.append(record)
+                plan.changed.append(ImageJob(record, payload.get("sha256") or None))
         batch.clear()
 
     for record in records:
@@ -136,68 +183,62 @@ def plan_index(
         seen.add(record.id)
         batch.append(record)
         if len(batch) >= lookup_batch:
-            flush()
+            classify()
     if batch:
-        flush()
+        classify()
     if scope is not None:
-        where = PayloadFilter(uri_prefix=scope)
         plan.vanished = [
             p.id
-            for p in store.scroll(where=where)
+            for p in store.scroll(where=PayloadFilter(uri_prefix=scope))
             if p.id not in seen and str(p.payload.get("uri", "")).startswith(scope)
         ]
     return plan
 
 
-def decode_records(
-    records: Sequence[ImageRecord], *, target_size: int | None, max_pixels: int
-) -> tuple[list[tuple[ImageRecord, DecodedImage]], list[SkippedImage]]:
-    """Decode a batch of images; an image that fails is skipped with its reason, not raised."""
-    decoded: list[tuple[ImageRecord, DecodedImage]] = []
-    skipped: list[SkippedImage] = []
-    for record in records:
-        try:
-            decoded.append(
-                (record, load_image(record.uri, target_size=target_size, max_pixels=max_pixels))
-            )
-        except ImageDecodeError as exc:
-            logger.warning("skipped %s: %s", record.uri, exc.reason)
-            skipped.append(SkippedImage(record.uri, exc.reason))
-    return decoded, skipped
-
-
-def payload_of(record: ImageRecord, image: DecodedImage) -> dict[str, object]:
-    """Return the store payload of a decoded image."""
-    return ImagePayload(
-        uri=record.uri,
-        size=record.size,
-        mtime=record.mtime,
-        sha256=image.sha256,
-        width=image.width,
-        height=image.height,
-        format=image.format,
-    ).to_dict()
+def embed_batch(embedder: Embedder, batch: PreparedBatch) -> np.ndarray:
+    """Embed the decoded images of a prepared batch."""
+    return embedder.embed_pixels(batch.pixels)
 
 
 def write_batch(
     store: VectorStore,
-    ids: Sequence[int],
+    batch: PreparedBatch,
     vectors: np.ndarray,
-    payloads: Sequence[dict[str, object]],
     parquet: ParquetShardWriter | None = None,
 ) -> None:
-    """Write one embedded batch: the Parquet shard first, then the store."""
-    if not len(ids):
-        return
-    if parquet is not None:
-        parquet.write(ids, vectors, payloads)
-    store.upsert(ids, vectors, payloads)
+    """Store one embedded batch: its Parquet shard first, then the points.
+
+    Files whose content did not change get their new size and mtime without re-embedding.
+    """
+    if batch.records:
+        ids = [record.id for record in batch.records]
+        if parquet is not None:
+            parquet.write(ids, vectors, batch.payloads)
+        store.upsert(ids, vectors, batch.payloads)
+    for update in batch.same_content:
+        store.set_payload(
+            [ImageRecord(update["uri"]).id], {"size": update["size"], "mtime": update["mtime"]}
+        )
+    for skipped in batch.skipped:
+        logger.warning("skipped %s: %s", skipped.uri, skipped.reason)
 
 
-def source_scope(source: str | Path) -> str | None:
-    """The URI prefix a folder source covers, for removals; None for lists and single files."""
-    path = Path(source).expanduser()
-    return str(path.absolute()).rstrip("/") + "/" if path.is_dir() else None
+def finish_index(
+    store: VectorStore, report: IndexReport, plan: IndexPlan, skip_report: SkipReport | None
+) -> None:
+    """Remove vanished images, remember skipped files, and build the search index.
+
+    A changed file that no longer decodes keeps its previous vector: bad input never loses
+    indexed data.
+    """
+    store.delete(plan.vanished)
+    report.removed = len(plan.vanished)
+    report.skipped_images.extend(plan.known_bad)
+    report.skipped = len(report.skipped_images)
+    if skip_report is not None:
+        skip_report.save(report.skipped_images, plan.seen_ids)
+    store.optimize()
+    store.flush()
 
 
 def index_source(
@@ -207,12 +248,12 @@ def index_source(
     store: VectorStore,
     settings: IndexSettings,
     parquet_dir: Path | None = None,
+    state_dir: Path | None = None,
     progress: ProgressCallback | None = None,
 ) -> IndexReport:
     """Index a folder, list file or single image into ``store``, in this process.
 
-    Unchanged images (same size and mtime) are not decoded again; images that vanished from a
-    folder source are removed; bad images are skipped and reported.
+    Images are decoded in worker processes ahead of the model (``settings.workers``).
 
     Raises:
         SourceError: The source does not exist or cannot be read.
@@ -221,43 +262,28 @@ def index_source(
     """
     started = time.perf_counter()
     report = IndexReport()
-    records = discover(
-        source,
-        include_hidden=settings.include_hidden,
-        follow_symlinks=settings.follow_symlinks,
-        on_problem=report.problems.append,
-    )
+    records, report.problems = discover_source(source, settings)
     store.bind_model(embedder.identity)
-    plan = plan_index(records, store, scope=source_scope(source))
+    skip_report = SkipReport(state_dir) if state_dir is not None else None
+    plan = plan_index(records, store, scope=source_scope(source), skip_report=skip_report)
     report.unchanged = len(plan.unchanged)
     parquet = ParquetShardWriter(parquet_dir, embedder.identity) if parquet_dir else None
-    todo = plan.to_embed
+    jobs = plan.jobs
+    done = 0
     if progress:
-        progress(0, len(todo))
-    for start in range(0, len(todo), settings.batch_size):
-        chunk = todo[start : start + settings.batch_size]
-        decoded, skipped = decode_records(
-            chunk, target_size=embedder.image_size, max_pixels=settings.max_image_pixels
-        )
-        report.skipped_images.extend(skipped)
-        if decoded:
-            vectors = embedder.embed_images([image.image for _, image in decoded])
-            write_batch(
-                store,
-                [record.id for record, _ in decoded],
-                vectors,
-                [payload_of(record, image) for record, image in decoded],
-                parquet,
-            )
-            report.indexed += len(decoded)
+        progress(0, len(jobs))
+    pipeline = embedder.pixel_pipeline(max_pixels=settings.max_image_pixels)
+    for batch in prepare_batches(
+        jobs, pipeline, batch_size=settings.batch_size, workers=settings.workers
+    ):
+        embed_started = time.perf_counter()
+        vectors = embed_batch(embedder, batch)
+        report.embed_seconds += time.perf_counter() - embed_started
+        write_batch(store, batch, vectors, parquet)
+        report.add_batch(batch)
+        done += len(batch)
         if progress:
-            progress(min(start + len(chunk), len(todo)), len(todo))
-    # A changed file that no longer decodes keeps its previous vector: bad input never loses
-    # indexed data. Its size/mtime differ from the stored ones, so the next run retries it.
-    store.delete(plan.vanished)
-    report.removed = len(plan.vanished)
-    report.skipped = len(report.skipped_images)
-    store.optimize()
-    store.flush()
+            progress(done, len(jobs))
+    finish_index(store, report, plan, skip_report)
     report.seconds = time.perf_counter() - started
     return report

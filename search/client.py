@@ -20,7 +20,8 @@ from indexer.config import ModelSettings, Settings
 from indexer.embed import Embedder
 from indexer.errors import QueryError
 from indexer.indexing import IndexReport, ProgressCallback, index_source
-from indexer.store import MEMORY_LOCATION, PayloadFilter, StoreInfo, VectorStore, open_store
+from indexer.run_folders import run_folders
+from indexer.store import PayloadFilter, StoreInfo, VectorStore, open_store
 from search.engine import Hit, ImageInput, SearchEngine
 
 
@@ -78,12 +79,11 @@ class ImageSearch:
 
     def parquet_dir(self) -> Path | None:
         """Where Parquet shards go: the setting, else ``parquet/`` inside a folder store."""
-        if self.settings.index.parquet_dir is not None:
-            return self.settings.index.parquet_dir
-        location = self.settings.store.location
-        if location == MEMORY_LOCATION or "://" in location:
-            return None
-        return Path(location).expanduser() / "parquet"
+        return run_folders(self.settings).parquet_dir
+
+    def state_dir(self) -> Path | None:
+        """Where index runs keep their state (skipped files)."""
+        return run_folders(self.settings).state_dir
 
     # -- operations ----------------------------------------------------------------------------
 
@@ -99,6 +99,7 @@ class ImageSearch:
             store=self.store,
             settings=self.settings.index,
             parquet_dir=self.parquet_dir(),
+            state_dir=self.state_dir(),
             progress=progress,
         )
         self._engine = None

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from search.cli import main
 
@@ -87,14 +88,21 @@ def test_reindex_is_incremental(image_folder, random_model_name, store):
     assert code == 0
     assert last_json(out)["indexed"] == 0 and last_json(out)["unchanged"] == 6
 
-    image_folder["green"].unlink()
-    shutil.copy(image_folder["red"], Path(folder) / "red-copy.jpg")
-    os.utime(image_folder["blue"], (1e9, 1e9))  # touched: re-embedded
+    image_folder["green"].unlink()  # vanished: removed
+    shutil.copy(image_folder["red"], Path(folder) / "red-copy.jpg")  # new
+    os.utime(image_folder["blue"], (1e9, 1e9))  # touched, same content: not re-embedded
+    Image.new("RGB", (50, 50), "orange").save(image_folder["purple"])  # new content
     code, out, _ = run("index", folder, "--store", store, "--json")
     summary = last_json(out)
     assert (summary["indexed"], summary["unchanged"], summary["removed"]) == (2, 4, 1)
     code, out, _ = run("info", "--store", store, "--json")
     assert last_json(out)["points"] == 6
+    code, out, _ = run("index", folder, "--store", store, "--json")
+    assert (last_json(out)["indexed"], last_json(out)["unchanged"]) == (0, 6)
+    code, out, _ = run(
+        "search", "--image", str(image_folder["purple"]), "--store", store, "-k", "1", "--json"
+    )
+    assert json_lines(out)[0]["payload"]["width"] == 50
 
 
 def test_bad_files_are_skipped_and_counted(image_folder, random_model_name, store):
@@ -113,6 +121,17 @@ def test_bad_files_are_skipped_and_counted(image_folder, random_model_name, stor
     assert reasons["empty.jpg"] == "empty file"
     assert "not an image" in reasons["notes.jpg"]
     assert "truncated" in reasons["truncated.jpg"]
+    report = (Path(store) / "state" / "skipped.csv").read_text().splitlines()
+    assert report[0] == "uri,size,mtime,reason" and len(report) == 4
+
+    # known bad files are not read again until they change; then they are retried
+    code, out, _ = run("index", str(folder), "--store", store, "--json")
+    summary = last_json(out)
+    assert (summary["indexed"], summary["unchanged"], summary["skipped"]) == (0, 6, 3)
+    image_folder["red"].with_name("notes.jpg").write_bytes(image_folder["red"].read_bytes())
+    code, out, _ = run("index", str(folder), "--store", store, "--json")
+    summary = last_json(out)
+    assert (summary["indexed"], summary["unchanged"], summary["skipped"]) == (1, 6, 2)
 
 
 def test_a_single_image_and_a_list_file_are_sources(
