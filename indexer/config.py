@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -133,3 +133,52 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
+
+
+def build_settings(
+    *,
+    store: str | None = None,
+    model: str | None = None,
+    pretrained: str | None = None,
+    **index: Any,
+) -> Settings:
+    """Build settings from ``ANYSHOT_*`` variables, overridden by the values given.
+
+    Entry points (CLI commands, flows) call this with their options; ``None`` means "not
+    given", so the environment or the default applies.
+
+    Args:
+        store: Store location.
+        model: Model name; marks the model as chosen explicitly.
+        pretrained: Pretrained tag or checkpoint file.
+        **index: Fields of :class:`IndexSettings`.
+    """
+    settings = Settings()
+    if store is not None:
+        settings.store = settings.store.model_copy(update={"location": store})
+    chosen = {k: v for k, v in {"name": model, "pretrained": pretrained}.items() if v is not None}
+    if chosen:
+        # Rebuilt, not model_copy(update=...), so that the fields count as set explicitly.
+        settings.model = ModelSettings(**(settings.model.model_dump(exclude_unset=True) | chosen))
+    index_update = {k: v for k, v in index.items() if v is not None}
+    if index_update:
+        settings.index = IndexSettings(
+            **(settings.index.model_dump(exclude_unset=True) | index_update)
+        )
+    return settings
+
+
+def model_for_collection(
+    chosen: ModelSettings, stored_name: str | None, stored_pretrained: str | None
+) -> ModelSettings:
+    """The model to load for a collection: the one chosen explicitly, else the collection's.
+
+    Args:
+        chosen: Model settings; ``name``/``pretrained`` count as chosen when set explicitly
+            (an argument or ``ANYSHOT_MODEL__*``).
+        stored_name: The model that built the collection, if it exists.
+        stored_pretrained: That model's pretrained tag.
+    """
+    if {"name", "pretrained"} & chosen.model_fields_set or stored_name is None:
+        return chosen
+    return chosen.model_copy(update={"name": stored_name, "pretrained": stored_pretrained})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -232,3 +233,20 @@ def _embed_dim(model: torch.nn.Module) -> int:
     if output_dim is None:
         raise ModelError("cannot tell the embedding dimension of this model")
     return int(output_dim)
+
+
+_SHARED: dict[str, Embedder] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_embedder(settings: ModelSettings) -> Embedder:
+    """One Embedder per model settings and process: for workers that embed many batches.
+
+    A Dask worker process runs many tasks; loading the model once per process, not per task,
+    is what makes distributed embedding pay.
+    """
+    key = settings.model_dump_json()
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = Embedder(settings)
+        return _SHARED[key]

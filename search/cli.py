@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from indexer.config import Settings
+from indexer.config import Settings, build_settings
 from indexer.errors import AnyshotError
 
 if TYPE_CHECKING:
@@ -19,30 +19,6 @@ if TYPE_CHECKING:
     from search.engine import Hit
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def build_settings(
-    *,
-    store: str | None = None,
-    model: str | None = None,
-    pretrained: str | None = None,
-    **index: Any,
-) -> Settings:
-    """Build settings from the environment, overridden by the options the user gave."""
-    settings = Settings()
-    if store is not None:
-        settings.store = settings.store.model_copy(update={"location": store})
-    model_update = {
-        k: v for k, v in {"name": model, "pretrained": pretrained}.items() if v is not None
-    }
-    if model_update:
-        # model_copy(update=...) would not mark the fields as set; rebuild to record them.
-        values = settings.model.model_dump(exclude_unset=True) | model_update
-        settings.model = type(settings.model)(**values)
-    index_update = {k: v for k, v in index.items() if v is not None}
-    if index_update:
-        settings.index = settings.index.model_copy(update=index_update)
-    return settings
 
 
 def store_options(fn: F) -> F:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Self
 
-from indexer.config import ModelSettings, Settings
+from indexer.config import ModelSettings, Settings, model_for_collection
 from indexer.embed import Embedder
 from indexer.errors import QueryError
 from indexer.indexing import IndexReport, ProgressCallback, index_source
@@ -55,12 +55,10 @@ class ImageSearch:
 
     def model_settings(self) -> ModelSettings:
         """The model settings this client loads: explicit ones, else the collection's model."""
-        chosen = self.settings.model
-        explicit = {"name", "pretrained"} & chosen.model_fields_set
         stored = self.store.model()
-        if explicit or stored is None:
-            return chosen
-        return chosen.model_copy(update={"name": stored.name, "pretrained": stored.pretrained})
+        return model_for_collection(
+            self.settings.model, stored and stored.name, stored and stored.pretrained
+        )
 
     @property
     def embedder(self) -> Embedder:
