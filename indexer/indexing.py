@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -92,6 +93,21 @@ class IndexReport:
         self.unchanged += len(batch.same_content)
         self.skipped_images.extend(batch.skipped)
         self.skipped = len(self.skipped_images)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IndexReport:
+        """Rebuild a report from :meth:`to_dict` (e.g. a flow run's result)."""
+        return cls(
+            indexed=int(data["indexed"]),
+            unchanged=int(data["unchanged"]),
+            removed=int(data["removed"]),
+            skipped=int(data["skipped"]),
+            seconds=float(data["seconds"]),
+            skipped_images=[
+                SkippedImage(s["uri"], s["reason"]) for s in data.get("skipped_images", [])
+            ],
+            problems=[DiscoveryProblem(p["path"], p["reason"]) for p in data.get("problems", [])],
+        )
 
     def to_dict(self) -> dict[str, object]:
         """Return the summary as JSON-ready values."""

@@ -30,7 +30,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
-from prefect.logging.handlers import APILogHandler
+from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from indexer.config import (
@@ -43,6 +43,7 @@ from indexer.config import (
 )
 from indexer.discover import DiscoveryProblem
 from indexer.embed import Embedder, shared_embedder
+from indexer.errors import ConfigError
 from indexer.indexing import (
     IndexPlan,
     IndexReport,
@@ -61,6 +62,7 @@ from indexer.skip_report import SkipReport
 from indexer.store import MEMORY_LOCATION, VectorStore, open_store
 
 Runner = Literal["local", "dask"]
+RUNNERS = ("local", "dask")
 IO_RETRIES = {"retries": 2, "retry_delay_seconds": 2}
 """Retries for tasks whose failures can be passing I/O trouble (a store briefly unreachable)."""
 
@@ -177,20 +179,29 @@ def index_images(
     model: str | None = None,
     pretrained: str | None = None,
     store: str | None = None,
-    batch_size: int | None = None,
-    workers: int | None = None,
-    runner: Runner = "local",
+    index: dict[str, Any] | None = None,
+    runner: str = "local",
 ) -> dict[str, Any]:
     """Index the images of ``source`` (folder, list file or one image) into the store.
+
+    Args:
+        source: Folder, list file (.txt, .parquet) or image.
+        model: Model name; default: the collection's, else ``ANYSHOT_MODEL__NAME``.
+        pretrained: Pretrained tag or checkpoint file.
+        store: Store location; default ``ANYSHOT_STORE__LOCATION``.
+        index: Index settings (``batch_size``, ``workers``, ``include_hidden``, ...).
+        runner: ``local`` or ``dask`` (the task runner must match: see run_index_flow).
 
     Settings not given here come from ``ANYSHOT_*`` variables. Returns the summary of
     ``anyshot index --json``.
     """
+    # `runner` is a plain str: flow parameters are validated from the annotations, which must
+    # resolve in a deployment's process too.
+    if runner not in RUNNERS:
+        raise ConfigError(f"unknown runner {runner!r}: use local or dask")
     logger = get_run_logger()
     started = time.perf_counter()
-    settings = build_settings(
-        store=store, model=model, pretrained=pretrained, batch_size=batch_size, workers=workers
-    )
+    settings = build_settings(store=store, model=model, pretrained=pretrained, **(index or {}))
     folders = run_folders(settings)
     report = IndexReport()
     with open_store(settings.store) as vector_store:
@@ -312,7 +323,7 @@ def shared_prefect_api() -> Iterator[None]:
         with temporary_settings({PREFECT_API_URL: server.api_url}):
             yield
     finally:
-        APILogHandler.flush()  # logs still queued would go to a server that is gone
+        APILogWorker.drain_all(timeout=5)  # queued logs would go to a server that is gone
         os.environ.pop("PREFECT_API_URL", None)
         server.stop()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -82,12 +83,50 @@ def main(verbose: int) -> None:
     )
 
 
+RUNNERS = ("auto", "inline", "prefect", "dask")
+
+
+def index_options(fn: F) -> F:
+    """Options that shape an index run (index and schedule)."""
+    fn = click.option(
+        "--workers",
+        type=click.IntRange(0, 256),
+        help="Decoding processes (0: decode in the main process). Default: one per spare core.",
+    )(fn)
+    fn = click.option(
+        "--include-hidden", is_flag=True, default=None, help="Index hidden files and folders too."
+    )(fn)
+    fn = click.option(
+        "--batch-size",
+        type=click.IntRange(1, 65536),
+        help="Images per batch (decoded, embedded and stored together).",
+    )(fn)
+    return fn
+
+
 @main.command()
 @click.argument("source")
 @store_options
-@click.option("--batch-size", type=click.IntRange(1, 65536), help="Images per stored batch.")
+@index_options
 @click.option(
-    "--include-hidden", is_flag=True, default=None, help="Index hidden files and folders too."
+    "--runner",
+    type=click.Choice(RUNNERS),
+    default="auto",
+    show_default=True,
+    help="inline: this process; prefect: the Prefect flow; dask: the flow's batches "
+    "on a Dask cluster; auto: prefect if PREFECT_API_URL is set, else inline.",
+)
+@click.option(
+    "--dask-address",
+    metavar="HOST:PORT",
+    help="Scheduler of an existing Dask cluster (--runner dask); default: a local cluster.",
+)
+@click.option(
+    "--dask-workers",
+    type=click.IntRange(1, 256),
+    default=2,
+    show_default=True,
+    help="Worker processes of the local Dask cluster.",
 )
 @click.option(
     "--json",
@@ -102,16 +141,22 @@ def index(
     pretrained: str | None,
     batch_size: int | None,
     include_hidden: bool | None,
+    workers: int | None,
+    runner: str,
+    dask_address: str | None,
+    dask_workers: int,
     as_json: bool,
 ) -> None:
     """Index the images of SOURCE: a folder, a list file (.txt or .parquet) or one image.
 
-    Re-running skips unchanged images and removes vanished ones.
+    Re-running embeds only new and changed images and removes vanished ones; a run that was
+    killed resumes where it stopped.
 
     \b
     Examples:
       anyshot index ~/Pictures --model anyshot-tiny --store ./index
       anyshot index urls.txt --store http://localhost:6333 --json
+      anyshot index /data/photos --runner dask --dask-address tcp://scheduler:8786
     """
     from tqdm import tqdm
 
@@ -121,20 +166,27 @@ def index(
         pretrained=pretrained,
         batch_size=batch_size,
         include_hidden=include_hidden,
+        workers=workers,
     )
     with user_errors(), open_client(settings) as client:
-        bar = tqdm(total=0, unit="img", desc="indexing", disable=None, file=sys.stderr)
+        bar = tqdm(
+            total=0, unit="img", desc="indexing", disable=None, file=sys.stderr, dynamic_ncols=True
+        )
 
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
 
         try:
-            report = client.index(source, progress=progress)
+            report = client.index(
+                source,
+                runner=runner,
+                dask_address=dask_address,  # type: ignore[arg-type]
+                dask_workers=dask_workers,
+                progress=progress,
+            )
         finally:
             bar.close()
-    for problem in report.problems:
-        click.secho(f"warning: {problem.path}: {problem.reason}", fg="yellow", err=True)
     if as_json:
         click.echo(json.dumps(report.to_dict()))
         return
@@ -142,6 +194,109 @@ def index(
         f"indexed {report.indexed}, unchanged {report.unchanged}, removed "
         f"{report.removed}, skipped {report.skipped} in {report.seconds:.1f} s "
         f"({report.images_per_second:.1f} images/s)"
+    )
+
+
+@main.command()
+@click.argument("source")
+@store_options
+@index_options
+@click.option("--cron", metavar="EXPR", help='Cron schedule, e.g. "0 * * * *" (hourly).')
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=1),
+    metavar="SECONDS",
+    help="Run every SECONDS instead of a cron schedule.",
+)
+@click.option("--name", help="Deployment name (default: index-<folder>).")
+def schedule(
+    source: str,
+    store: str | None,
+    model: str | None,
+    pretrained: str | None,
+    batch_size: int | None,
+    include_hidden: bool | None,
+    workers: int | None,
+    cron: str | None,
+    interval: float | None,
+    name: str | None,
+) -> None:
+    """Keep SOURCE indexed on a schedule: serve the index flow until stopped (Ctrl-C).
+
+    Needs a Prefect server (prefect server start) and PREFECT_API_URL pointing at it.
+    Runs appear in the Prefect UI with their progress and skipped files.
+
+    \b
+    Examples:
+      anyshot schedule ~/Pictures --cron "0 * * * *" --store ./index
+      anyshot schedule /data/photos --interval 600 --store http://qdrant:6333
+    """
+    from pipelines.schedule import serve_index_schedule
+
+    index = {
+        k: v
+        for k, v in {
+            "batch_size": batch_size,
+            "include_hidden": include_hidden,
+            "workers": workers,
+        }.items()
+        if v is not None
+    }
+    with user_errors():
+        serve_index_schedule(
+            os.path.abspath(source) if os.path.exists(source) else source,
+            cron=cron,
+            interval=interval,
+            name=name,
+            parameters={
+                "model": model,
+                "pretrained": pretrained,
+                "store": store,
+                "index": index or None,
+            },
+        )
+
+
+@main.command("export")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--store", metavar="LOCATION", help="The store to export.")
+@click.option("--json", "as_json", is_flag=True, help="Print the count as JSON.")
+def export_command(folder: str, store: str | None, as_json: bool) -> None:
+    """Write the collection (vectors and payloads) as Parquet shards into FOLDER.
+
+    \b
+    Example (embedded store to a Qdrant server, without re-embedding):
+      anyshot export ./snapshot --store ./index
+      anyshot load ./snapshot --store http://qdrant:6333
+    """
+    from indexer.transfer import export_collection
+
+    settings = build_settings(store=store)
+    with user_errors(), open_client(settings) as client:
+        count = export_collection(client.store, folder)
+    click.echo(
+        json.dumps({"exported": count, "folder": folder})
+        if as_json
+        else f"exported {count} images to {folder}"
+    )
+
+
+@main.command("load")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--store", metavar="LOCATION", help="The store to load into.")
+@click.option("--json", "as_json", is_flag=True, help="Print the count as JSON.")
+def load_command(folder: str, store: str | None, as_json: bool) -> None:
+    """Load Parquet shards from FOLDER (anyshot export, or a store's parquet/) into a store."""
+    from indexer.transfer import load_collection
+
+    settings = build_settings(store=store)
+    with user_errors(), open_client(settings) as client:
+        count = load_collection(folder, client.store)
+        points = client.store.count()
+    click.echo(
+        json.dumps({"loaded": count, "points": points})
+        if as_json
+        else f"loaded {count} rows; the store holds {points} images"
     )
 
 

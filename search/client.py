@@ -13,16 +13,19 @@ The CLI and the HTTP API are thin shells over :class:`ImageSearch`::
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from indexer.config import ModelSettings, Settings, model_for_collection
 from indexer.embed import Embedder
-from indexer.errors import QueryError
+from indexer.errors import ConfigError, QueryError
 from indexer.indexing import IndexReport, ProgressCallback, index_source
 from indexer.run_folders import run_folders
 from indexer.store import PayloadFilter, StoreInfo, VectorStore, open_store
 from search.engine import Hit, ImageInput, SearchEngine
+
+IndexRunner = Literal["auto", "inline", "prefect", "dask"]
 
 
 class ImageSearch:
@@ -85,12 +88,33 @@ class ImageSearch:
 
     # -- operations ----------------------------------------------------------------------------
 
-    def index(self, source: str | Path, *, progress: ProgressCallback | None = None) -> IndexReport:
+    def index(
+        self,
+        source: str | Path,
+        *,
+        runner: IndexRunner = "inline",
+        dask_address: str | None = None,
+        dask_workers: int = 2,
+        progress: ProgressCallback | None = None,
+    ) -> IndexReport:
         """Index a folder, a list file (text or Parquet) or one image.
+
+        Args:
+            source: What to index.
+            runner: ``inline`` (this process, no orchestration), ``prefect`` (the Prefect flow,
+                decoding in worker processes), ``dask`` (the flow's batches on a Dask cluster),
+                or ``auto`` (``prefect`` when ``PREFECT_API_URL`` is set, else ``inline``).
+            dask_address: Scheduler address of an existing Dask cluster (runner ``dask``).
+            dask_workers: Worker processes of a local Dask cluster when no address is given.
+            progress: Called as ``progress(done, total)`` (runner ``inline``).
 
         Returns:
             Counts of indexed, unchanged, removed and skipped images, and the time taken.
         """
+        if runner == "auto":
+            runner = "prefect" if os.environ.get("PREFECT_API_URL") else "inline"
+        if runner != "inline":
+            return self._index_with_flow(str(source), runner, dask_address, dask_workers)
         report = index_source(
             source,
             embedder=self.embedder,
@@ -102,6 +126,39 @@ class ImageSearch:
         )
         self._engine = None
         return report
+
+    def _index_with_flow(
+        self, source: str, runner: str, dask_address: str | None, dask_workers: int
+    ) -> IndexReport:
+        from pipelines.index_flow import run_index_flow
+
+        model = self.settings.model
+        explicit = {"name", "pretrained"} & model.model_fields_set
+        parameters: dict[str, Any] = {
+            "model": model.name if explicit else None,
+            "pretrained": model.pretrained if explicit else None,
+            "store": self.settings.store.location,
+            "index": self.settings.index.model_dump(mode="json", exclude_unset=True),
+        }
+        # The flow opens the store itself; an embedded store allows one opener at a time.
+        self._release_store()
+        try:
+            result = run_index_flow(
+                source,
+                runner="dask" if runner == "dask" else "local",
+                dask_address=dask_address,
+                dask_workers=dask_workers,
+                **parameters,
+            )
+        finally:
+            self.store = open_store(self.settings.store)
+        return IndexReport.from_dict(result)
+
+    def _release_store(self) -> None:
+        if not self._owns_store:
+            raise ConfigError("a flow runner needs a client that opened its own store")
+        self.store.close()
+        self._engine = None
 
     def search(
         self,
