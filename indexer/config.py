@@ -105,6 +105,13 @@ class IndexSettings(BaseModel):
     workers: int | None = Field(
         None, ge=0, le=256, description="Decoding processes; empty: one per spare core."
     )
+    dask_address: str | None = Field(
+        None,
+        description=(
+            "Scheduler of a Dask cluster (tcp://HOST:8786) for the dask runner; empty: a local "
+            "cluster."
+        ),
+    )
     state_dir: Path | None = Field(
         None,
         description=(

@@ -32,6 +32,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.task_runners import TaskRunner
 
 from indexer.config import (
     IndexSettings,
@@ -284,23 +285,45 @@ def run_index_flow(
         **parameters: Further flow parameters (model, store, batch_size, ...).
     """
     if runner == "dask":
-        from prefect_dask import DaskTaskRunner
-
-        task_runner = (
-            DaskTaskRunner(address=dask_address)
-            if dask_address
-            else DaskTaskRunner(
-                cluster_kwargs={
-                    "n_workers": dask_workers,
-                    "threads_per_worker": 1,
-                    "processes": True,
-                }
-            )
+        configured = index_images.with_options(
+            task_runner=dask_task_runner(dask_address, dask_workers)
         )
-        configured = index_images.with_options(task_runner=task_runner)
         with shared_prefect_api():
             return configured(source, runner="dask", **parameters)
     return index_images(source, runner="local", **parameters)
+
+
+def dask_task_runner(address: str | None = None, workers: int = 2) -> TaskRunner[Any]:
+    """A Dask task runner: on the cluster at ``address``, else on a local cluster.
+
+    Each worker process is single-threaded for tasks and loads the model once.
+    """
+    from prefect_dask import DaskTaskRunner
+
+    if address:
+        return DaskTaskRunner(address=address)
+    return DaskTaskRunner(
+        cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True}
+    )
+
+
+@flow(name="index-images-dask", persist_result=False)
+def index_images_dask(
+    source: str,
+    model: str | None = None,
+    pretrained: str | None = None,
+    store: str | None = None,
+    index: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Deployment entry point: :func:`index_images` as a subflow with its batches on Dask.
+
+    The cluster is ``ANYSHOT_INDEX__DASK_ADDRESS`` (a local one when unset).
+    """
+    address = build_settings(**(index or {})).index.dask_address
+    on_dask = index_images.with_options(task_runner=dask_task_runner(address))
+    return on_dask(
+        source, model=model, pretrained=pretrained, store=store, index=index, runner="dask"
+    )
 
 
 @contextmanager
@@ -328,4 +351,4 @@ def shared_prefect_api() -> Iterator[None]:
         server.stop()
 
 
-__all__ = ["index_images", "run_index_flow"]
+__all__ = ["index_images", "index_images_dask", "run_index_flow"]
