@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -303,6 +304,7 @@ def load_command(folder: str, store: str | None, as_json: bool) -> None:
 @main.command()
 @click.argument("text", required=False)
 @click.option("--image", metavar="FILE|URL", help="Search by an example image.")
+@click.option("--name", metavar="NAME", help="Search by a name (prompt templates).")
 @click.option(
     "--id",
     "similar_to",
@@ -325,6 +327,7 @@ def load_command(folder: str, store: str | None, as_json: bool) -> None:
 def search(
     text: str | None,
     image: str | None,
+    name: str | None,
     similar_to: int | None,
     store: str | None,
     model: str | None,
@@ -334,19 +337,117 @@ def search(
     threshold: float | None,
     as_json: bool,
 ) -> None:
-    """Search the collection by TEXT, by an example --image, or by an indexed --id.
+    """Search the collection by TEXT, an example --image, a --name, or an indexed --id.
 
     \b
     Examples:
       anyshot search "a red circle"
       anyshot search --image query.jpg -k 20 --json
+      anyshot search --name heart
     """
     settings = build_settings(store=store, model=model, pretrained=pretrained)
     with user_errors(), open_client(settings) as client:
         hits = client.search(
-            text, image=image, similar_to=similar_to, k=k, offset=offset, threshold=threshold
+            text,
+            image=image,
+            name=name,
+            similar_to=similar_to,
+            k=k,
+            offset=offset,
+            threshold=threshold,
         )
     print_hits(hits, as_json=as_json, first_rank=offset + 1)
+
+
+@main.command()
+@click.option(
+    "--folder",
+    type=click.Path(file_okay=False),
+    default="anyshot-demo",
+    show_default=True,
+    help="Where the demo images and store go.",
+)
+@click.option(
+    "--images",
+    type=click.IntRange(10, 100_000),
+    default=2000,
+    show_default=True,
+    help="How many images to generate.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object.")
+def demo(folder: str, images: int, as_json: bool) -> None:
+    """Try anyshot offline: generate coloured shapes, index them, search by text, image, name.
+
+    Uses anyshot-tiny, a small model shipped with anyshot that knows only this synthetic
+    domain (real photos need a pretrained model such as the default ViT-B-32).
+    """
+    from tqdm import tqdm
+
+    from search.demo import run_demo
+
+    root = Path(folder).absolute()
+    if not as_json:
+        click.echo(f"Generating {images} images of coloured shapes in {root / 'images'} ...")
+    bar = tqdm(
+        total=0, unit="img", desc="indexing", disable=None if not as_json else True, file=sys.stderr
+    )
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    with user_errors():
+        try:
+            result = run_demo(root, images=images, progress=progress)
+        finally:
+            bar.close()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "images": str(result.images_dir),
+                    "store": str(result.store),
+                    "index": result.report.to_dict(),
+                    "searches": [
+                        {
+                            "kind": s.kind,
+                            "query": s.query,
+                            "wanted": s.wanted,
+                            "precision": s.precision,
+                            "hits": [h.to_dict() for h in s.hits],
+                        }
+                        for s in result.searches
+                    ],
+                }
+            )
+        )
+        return
+    report = result.report
+    click.echo(
+        f"Indexed {report.indexed} images ({report.unchanged} already indexed) into "
+        f"{result.store} in {report.seconds:.1f} s.\n"
+    )
+    for example in result.searches:
+        label = {"text": "By description", "image": "By example image", "name": "By name"}[
+            example.kind
+        ]
+        click.secho(f"{label}: {example.query}   (looking for: {example.wanted})", bold=True)
+        for rank, (hit, match) in enumerate(
+            zip(example.hits, example.matches, strict=True), start=1
+        ):
+            mark = click.style("✓", fg="green") if match else click.style("✗", fg="red")
+            click.echo(f"  {rank}. {hit.score:6.3f} {mark} {hit.uri}")
+        click.echo()
+    store_option = f"--store {result.store}"
+    click.echo("Next, try:")
+    click.echo(f'  anyshot search "two small green stars" {store_option}')
+    click.echo(f"  anyshot search --image {result.searches[2].query} {store_option} --json")
+    click.echo(f"  anyshot search --name hexagon {store_option}")
+    click.echo(f"  anyshot info {store_option}")
+    click.echo(
+        "Real photos need a pretrained model: anyshot index ~/Pictures (downloads "
+        "ViT-B-32 on first use)."
+    )
 
 
 def print_hits(hits: list[Hit], *, as_json: bool, first_rank: int = 1) -> None:

@@ -165,29 +165,34 @@ class ImageSearch:
         text: str | None = None,
         *,
         image: ImageInput | None = None,
+        name: str | None = None,
         similar_to: int | None = None,
         k: int = 10,
         offset: int = 0,
         where: PayloadFilter | None = None,
         threshold: float | None = None,
     ) -> list[Hit]:
-        """Search by a description, by an example image, or by an indexed image's id.
+        """Search by a description, an example image, a name, or an indexed image's id.
 
-        Exactly one of ``text``, ``image`` and ``similar_to`` is given.
+        Exactly one of ``text``, ``image``, ``name`` and ``similar_to`` is given.
 
         Raises:
             QueryError: No query or more than one, an empty text, an unreadable image.
             StoreNotFoundError: Nothing was indexed yet.
             ModelMismatchError: The collection was built by another model.
         """
-        given = [q for q in (text, image, similar_to) if q is not None]
+        given = [q for q in (text, image, name, similar_to) if q is not None]
         if len(given) != 1:
-            raise QueryError("give exactly one query: a text, an image, or an indexed image's id")
+            raise QueryError(
+                "give exactly one query: a text, an image, a name, or an indexed image's id"
+            )
         options: dict[str, Any] = {"k": k, "offset": offset, "where": where, "threshold": threshold}
         if text is not None:
             return self.engine.search_text(text, **options)
         if image is not None:
             return self.engine.search_image(image, **options)
+        if name is not None:
+            return self.engine.search_name(name, **options)
         assert similar_to is not None
         return self.engine.search_similar(similar_to, **options)
 

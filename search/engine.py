@@ -44,6 +44,20 @@ class Hit:
         }
 
 
+PROMPT_TEMPLATES = (
+    "a photo of a {}.",
+    "a picture of a {}.",
+    "an image of a {}.",
+    "a {}.",
+    "a photo of the {}.",
+    "a close-up photo of a {}.",
+    "a good photo of a {}.",
+    "a photo of a small {}.",
+    "a photo of a large {}.",
+)
+"""Templates that turn a name into descriptions (a subset of the CLIP paper's ensemble)."""
+
+
 class SearchEngine:
     """Searches one store with one embedder; both must come from the same model.
 
@@ -114,6 +128,26 @@ class SearchEngine:
     def search_image(self, image: ImageInput, **options: Any) -> list[Hit]:
         """One-shot search: images that look like an example."""
         return self.search_vector(self.embed_image(image), **options)
+
+    def embed_name(self, name: str) -> np.ndarray:
+        """Embed a name through an ensemble of prompt templates (the CLIP paper's recipe).
+
+        Each template ("a photo of a {name}.") is embedded; the unit mean of the embeddings
+        is the name's query vector.
+
+        Raises:
+            QueryError: The name is empty.
+        """
+        name = name.strip() if name else ""
+        if not name:
+            raise QueryError("empty name")
+        vectors = self.embedder.embed_texts([t.format(name) for t in PROMPT_TEMPLATES])
+        mean = vectors.mean(axis=0)
+        return (mean / np.linalg.norm(mean)).astype(np.float32)
+
+    def search_name(self, name: str, **options: Any) -> list[Hit]:
+        """Search by a name, through prompt templates."""
+        return self.search_vector(self.embed_name(name), **options)
 
     def search_similar(self, point_id: int, **options: Any) -> list[Hit]:
         """ "More like this": images near an indexed image, by its id.
