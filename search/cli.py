@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
@@ -17,7 +17,7 @@ from indexer.config import Settings, build_settings
 from indexer.errors import AnyshotError
 
 if TYPE_CHECKING:
-    from search.client import ImageSearch
+    from search.client import ImageSearch, IndexRunner
     from search.engine import Hit
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -51,6 +51,33 @@ def open_client(settings: Settings) -> ImageSearch:
     from search.client import ImageSearch
 
     return ImageSearch(settings)
+
+
+@contextmanager
+def progress_bar(*, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
+    """A terminal progress bar (images/s, ETA) on stderr; yields a ``(done, total)`` callback.
+
+    The bar stays off when stderr is not a terminal.
+    """
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=0,
+        unit="img",
+        desc="indexing",
+        disable=None if enabled else True,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        yield progress
+    finally:
+        bar.close()
 
 
 @contextmanager
@@ -159,8 +186,6 @@ def index(
       anyshot index urls.txt --store http://localhost:6333 --json
       anyshot index /data/photos --runner dask --dask-address tcp://scheduler:8786
     """
-    from tqdm import tqdm
-
     settings = build_settings(
         store=store,
         model=model,
@@ -169,25 +194,14 @@ def index(
         include_hidden=include_hidden,
         workers=workers,
     )
-    with user_errors(), open_client(settings) as client:
-        bar = tqdm(
-            total=0, unit="img", desc="indexing", disable=None, file=sys.stderr, dynamic_ncols=True
+    with user_errors(), open_client(settings) as client, progress_bar() as progress:
+        report = client.index(
+            source,
+            runner=cast("IndexRunner", runner),
+            dask_address=dask_address,
+            dask_workers=dask_workers,
+            progress=progress,
         )
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        try:
-            report = client.index(
-                source,
-                runner=runner,
-                dask_address=dask_address,  # type: ignore[arg-type]
-                dask_workers=dask_workers,
-                progress=progress,
-            )
-        finally:
-            bar.close()
     if as_json:
         click.echo(json.dumps(report.to_dict()))
         return
@@ -381,26 +395,13 @@ def demo(folder: str, images: int, as_json: bool) -> None:
     Uses anyshot-tiny, a small model shipped with anyshot that knows only this synthetic
     domain (real photos need a pretrained model such as the default ViT-B-32).
     """
-    from tqdm import tqdm
-
     from search.demo import run_demo
 
     root = Path(folder).absolute()
     if not as_json:
         click.echo(f"Generating {images} images of coloured shapes in {root / 'images'} ...")
-    bar = tqdm(
-        total=0, unit="img", desc="indexing", disable=None if not as_json else True, file=sys.stderr
-    )
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    with user_errors():
-        try:
-            result = run_demo(root, images=images, progress=progress)
-        finally:
-            bar.close()
+    with user_errors(), progress_bar(enabled=not as_json) as progress:
+        result = run_demo(root, images=images, progress=progress)
     if as_json:
         click.echo(
             json.dumps(
