@@ -249,7 +249,10 @@ def finish_index(
     """
     store.delete(plan.vanished)
     report.removed = len(plan.vanished)
-    report.skipped_images.extend(plan.known_bad)
+    # Idempotent, so that a retried finish does not count the known bad files twice.
+    known = set(plan.known_bad)
+    fresh = [s for s in report.skipped_images if s not in known]
+    report.skipped_images = fresh + plan.known_bad
     report.skipped = len(report.skipped_images)
     if skip_report is not None:
         skip_report.save(report.skipped_images, plan.seen_ids)
