@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -64,6 +64,8 @@ from indexer.store import MEMORY_LOCATION, VectorStore, open_store
 
 Runner = Literal["local", "dask"]
 RUNNERS = ("local", "dask")
+_PROGRESS_HOOKS: list[Callable[[int, int], None]] = []
+"""Progress callbacks of flows run in this process by :func:`run_index_flow`."""
 IO_RETRIES = {"retries": 2, "retry_delay_seconds": 2}
 """Retries for tasks whose failures can be passing I/O trouble (a store briefly unreachable)."""
 
@@ -247,6 +249,8 @@ def index_images(
             elapsed = time.perf_counter() - started
             update_progress_artifact(progress_id, 100.0 * done / max(total, 1))
             logger.info("%d/%d images, %.1f images/s", done, total, done / max(elapsed, 1e-9))
+            for hook in list(_PROGRESS_HOOKS):
+                hook(done, total)
         finish_task(vector_store, report, plan, skip_report)
     update_progress_artifact(progress_id, 100.0)
     if report.skipped_images:
@@ -273,24 +277,33 @@ def run_index_flow(
     runner: Runner = "local",
     dask_address: str | None = None,
     dask_workers: int = 2,
+    progress: Callable[[int, int], None] | None = None,
     **parameters: Any,
 ) -> dict[str, Any]:
-    """Run :func:`index_images` with the task runner ``runner`` asks for.
+    """Run :func:`index_images` in this process with the task runner ``runner`` asks for.
 
     Args:
         source: Folder, list file or image.
         runner: ``local`` or ``dask``.
         dask_address: Scheduler of an existing Dask cluster; None starts a local cluster.
         dask_workers: Worker processes of a local cluster.
-        **parameters: Further flow parameters (model, store, batch_size, ...).
+        progress: Called as ``progress(done, total)`` after each batch (a terminal bar, say);
+            flow parameters must be plain data, so it is handed over beside them.
+        **parameters: Further flow parameters (model, store, index, ...).
     """
-    if runner == "dask":
-        configured = index_images.with_options(
-            task_runner=dask_task_runner(dask_address, dask_workers)
-        )
-        with shared_prefect_api():
-            return configured(source, runner="dask", **parameters)
-    return index_images(source, runner="local", **parameters)
+    if progress is not None:
+        _PROGRESS_HOOKS.append(progress)
+    try:
+        if runner == "dask":
+            configured = index_images.with_options(
+                task_runner=dask_task_runner(dask_address, dask_workers)
+            )
+            with shared_prefect_api():
+                return configured(source, runner="dask", **parameters)
+        return index_images(source, runner="local", **parameters)
+    finally:
+        if progress is not None:
+            _PROGRESS_HOOKS.remove(progress)
 
 
 def dask_task_runner(address: str | None = None, workers: int = 2) -> TaskRunner[Any]:

@@ -106,7 +106,7 @@ class ImageSearch:
                 or ``auto`` (``prefect`` when ``PREFECT_API_URL`` is set, else ``inline``).
             dask_address: Scheduler address of an existing Dask cluster (runner ``dask``).
             dask_workers: Worker processes of a local Dask cluster when no address is given.
-            progress: Called as ``progress(done, total)`` (runner ``inline``).
+            progress: Called as ``progress(done, total)`` as batches are done.
 
         Returns:
             Counts of indexed, unchanged, removed and skipped images, and the time taken.
@@ -114,7 +114,7 @@ class ImageSearch:
         if runner == "auto":
             runner = "prefect" if os.environ.get("PREFECT_API_URL") else "inline"
         if runner != "inline":
-            return self._index_with_flow(str(source), runner, dask_address, dask_workers)
+            return self._index_with_flow(str(source), runner, dask_address, dask_workers, progress)
         report = index_source(
             source,
             embedder=self.embedder,
@@ -128,7 +128,12 @@ class ImageSearch:
         return report
 
     def _index_with_flow(
-        self, source: str, runner: str, dask_address: str | None, dask_workers: int
+        self,
+        source: str,
+        runner: str,
+        dask_address: str | None,
+        dask_workers: int,
+        progress: ProgressCallback | None,
     ) -> IndexReport:
         from pipelines.index_flow import run_index_flow
 
@@ -148,6 +153,7 @@ class ImageSearch:
                 runner="dask" if runner == "dask" else "local",
                 dask_address=dask_address,
                 dask_workers=dask_workers,
+                progress=progress,
                 **parameters,
             )
         finally:

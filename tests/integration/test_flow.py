@@ -78,6 +78,18 @@ def test_prefect_flow_indexes_like_the_inline_run(
     )  # auto: PREFECT_API_URL is set
     assert [again[k] for k in keys] == [0, 6, 0, 1]
 
+    from pipelines.index_flow import run_index_flow
+
+    calls: list[tuple[int, int]] = []
+    run_index_flow(
+        str(folder),
+        model=random_model_name,
+        store=str(tmp_path / "hooked"),
+        index={"batch_size": 4},
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    assert calls == [(4, 7), (7, 7)]
+
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
