@@ -1,0 +1,1 @@
+"""Models shipped with anyshot (open_clip local-dir folders) and the script that trains them."""
