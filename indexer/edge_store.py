@@ -63,10 +63,14 @@ class EdgeStore(VectorStore):
             raise StoreError(f"{self.root}: not a folder (a store location is a folder)")
         if (self.root / METADATA_FILE).is_file():
             self._lock()
-            self._model = self._read_metadata()
-            self._shard = self._call(
-                "open the shard", qe.EdgeShard.load, str(self.root / SHARD_DIR)
-            )
+            try:
+                self._model = self._read_metadata()
+                self._shard = self._call(
+                    "open the shard", qe.EdgeShard.load, str(self.root / SHARD_DIR)
+                )
+            except BaseException:
+                self.close()  # release the lock of a store that could not be opened
+                raise
 
     # -- opening -------------------------------------------------------------------------------
 

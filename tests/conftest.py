@@ -13,6 +13,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 import pytest
 from PIL import Image
 
+from indexer import synthetic
 from indexer.config import ModelSettings
 
 TINY_CONFIG = {
@@ -70,12 +71,7 @@ def embedder(random_model_name: str):
 
 
 COLOURS = {
-    "red": (220, 30, 30),
-    "green": (30, 180, 40),
-    "blue": (30, 50, 220),
-    "yellow": (240, 220, 20),
-    "purple": (140, 40, 160),
-    "white": (250, 250, 250),
+    name: synthetic.COLOURS[name] for name in ("red", "green", "blue", "yellow", "purple", "white")
 }
 
 
