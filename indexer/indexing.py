@@ -176,12 +176,12 @@ def plan_index(
     """
     plan = IndexPlan()
     seen = plan.seen_ids
-    batch: list[ImageRecord] = []
+    batch: list[tuple[int, ImageRecord]] = []
 
     def classify() -> None:
-        stored = {p.id: p.payload for p in store.retrieve([r.id for r in batch])}
-        for record in batch:
-            payload = stored.get(record.id)
+        stored = {p.id: p.payload for p in store.retrieve([pid for pid, _ in batch])}
+        for pid, record in batch:
+            payload = stored.get(pid)
             bad = skip_report.unchanged_entry(record) if skip_report else None
             if bad is not None:
                 plan.known_bad.append(bad)
@@ -194,12 +194,14 @@ def plan_index(
         batch.clear()
 
     for record in records:
-        if record.id in seen:
+        pid = record.id  # a hash of the URI: computed once per record
+        if pid in seen:
             continue
-        seen.add(record.id)
-        batch.append(record)
+        seen.add(pid)
+        batch.append((pid, record))
         if len(batch) >= lookup_batch:
             classify()
+
     if batch:
         classify()
     if scope is not None:
