@@ -130,8 +130,12 @@ class PixelPipeline:
             record = job.record
             try:
                 data = read_image_bytes(record.uri, timeout=self.timeout)
-                digest = hashlib.sha256(data).hexdigest()
-                if job.known_sha256 is not None and digest == job.known_sha256:
+                # Only a changed file is hashed before decoding (to skip the decode when its
+                # content is the same); decode_image hashes every file it decodes anyway.
+                if (
+                    job.known_sha256 is not None
+                    and hashlib.sha256(data).hexdigest() == job.known_sha256
+                ):
                     batch.same_content.append(
                         {"uri": record.uri, "size": record.size, "mtime": record.mtime}
                     )
