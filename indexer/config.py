@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "ViT-B-32"
@@ -69,6 +69,121 @@ class ModelSettings(BaseModel):
     )
 
 
+Quantization = Literal["none", "scalar", "binary"]
+
+
+class ScaleSettings(BaseModel):
+    """How a collection is laid out for size and speed (``ANYSHOT_STORE__SCALE__*``).
+
+    Layout fields apply when a collection is created (changing them later needs a new
+    collection: ``anyshot export`` then ``anyshot load``); ``hnsw_ef`` and ``quantization_*``
+    search fields apply to every query. Which backend honours which field is listed in
+    deploy/README.md: sharding and replication exist only on a Qdrant server or cluster.
+    """
+
+    shard_number: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description=(
+            "Shards of a new collection on a Qdrant server; empty: the server's default (1 on "
+            "one node, one per node in a cluster). Qdrant Edge keeps one shard."
+        ),
+    )
+    replication_factor: int | None = Field(
+        None,
+        ge=1,
+        le=16,
+        description=(
+            "Copies of each shard on a Qdrant cluster (2 survives the loss of a node); empty: "
+            "the server's default (1)."
+        ),
+    )
+    write_consistency_factor: int | None = Field(
+        None,
+        ge=1,
+        le=16,
+        description=(
+            "Replicas that must confirm a write before it succeeds (at most "
+            "replication_factor); empty: the server's default (1)."
+        ),
+    )
+    on_disk_vectors: bool = Field(
+        False,
+        description=(
+            "Keep the full-precision vectors on disk (memory-mapped) instead of in RAM; pair "
+            "with quantization so that searches read the compact copy in RAM."
+        ),
+    )
+    on_disk_payload: bool = Field(
+        True, description="Keep payloads on disk (memory-mapped); indexed keys stay fast."
+    )
+    quantization: Quantization = Field(
+        "none",
+        description=(
+            "Compact copy of the vectors used to search: 'scalar' (int8, 4x smaller), "
+            "'binary' (1 bit per dimension, 32x smaller) or 'none'."
+        ),
+    )
+    quantization_always_ram: bool = Field(
+        True, description="Keep the quantized vectors in RAM even when vectors are on disk."
+    )
+    quantization_rescore: bool = Field(
+        True,
+        description="Re-rank the candidates found with quantized vectors by the full vectors.",
+    )
+    quantization_oversampling: float | None = Field(
+        2.0,
+        ge=1.0,
+        le=100.0,
+        description=(
+            "Fetch limit x this many candidates with quantized vectors before rescoring (raise "
+            "it for binary: 8-16); empty: the backend's default (1). No effect on collections "
+            "without quantization."
+        ),
+    )
+    hnsw_m: int = Field(
+        16, ge=4, le=128, description="HNSW edges per node (more: better recall, more RAM)."
+    )
+    hnsw_ef_construct: int = Field(
+        100, ge=4, le=4096, description="HNSW candidates while building the index."
+    )
+    hnsw_ef: int | None = Field(
+        None,
+        ge=1,
+        le=65_536,
+        description="HNSW candidates per search (more: better recall, slower); empty: default.",
+    )
+    indexing_threshold: int | None = Field(
+        None,
+        ge=0,
+        le=1_000_000_000,
+        description=(
+            "Kilobytes of vectors in a segment above which it gets an HNSW index (and its "
+            "quantized copy); smaller segments are searched exactly. 0: never index (bulk "
+            "loads); empty: the backend's default."
+        ),
+    )
+    payload_indexes: bool = Field(
+        True,
+        description=(
+            "Index the filterable payload keys (uri, format, tags, mtime, size) of a new "
+            "collection."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _writes_need_replicas(self) -> ScaleSettings:
+        if self.write_consistency_factor is not None and self.write_consistency_factor > (
+            self.replication_factor or 1
+        ):
+            raise ValueError(
+                f"write_consistency_factor {self.write_consistency_factor} exceeds "
+                f"replication_factor {self.replication_factor or 1}"
+            )
+        return self
+
+
 class StoreSettings(BaseModel):
     """Where vectors live."""
 
@@ -87,6 +202,10 @@ class StoreSettings(BaseModel):
     )
     api_key: SecretStr | None = Field(None, description="API key of a Qdrant server.")
     timeout: float = Field(30.0, gt=0, le=3600, description="Qdrant server request timeout (s).")
+    scale: ScaleSettings = Field(
+        default_factory=ScaleSettings,
+        description="Collection layout for size and speed: shards, replicas, quantization, HNSW.",
+    )
 
 
 class IndexSettings(BaseModel):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import qdrant_edge as qe
 
+from indexer.config import ScaleSettings
 from indexer.errors import StoreError, StoreLockedError
 from indexer.schema import INDEXED_PAYLOAD_KEYS, VECTOR_NAME, ModelIdentity
 from indexer.store import PayloadFilter, ScoredPoint, StoredPoint, StoreInfo, VectorStore
@@ -32,6 +34,12 @@ METADATA_FILE = "anyshot.json"
 LOCK_FILE = "anyshot.lock"
 SHARD_DIR = "shard"
 FORMAT_VERSION = 1
+EDGE_CONFIG_FILE = "edge_config.json"
+"""Where Qdrant Edge persists a shard's configuration (read for :meth:`EdgeStore.info`)."""
+FULL_SCAN_THRESHOLD_KB = 10_000
+"""Below this many kilobytes of vectors a segment is searched exactly (Qdrant's default)."""
+
+logger = logging.getLogger(__name__)
 
 _PAYLOAD_SCHEMA = {
     "keyword": qe.PayloadSchemaType.Keyword,
@@ -45,6 +53,9 @@ class EdgeStore(VectorStore):
 
     Args:
         location: The store folder; created on the first write.
+        scale: Layout of a new shard (on-disk vectors and payload, quantization, HNSW, payload
+            indexes; sharding and replication do not apply) and search parameters. An existing
+            shard keeps the layout it was created with.
 
     Raises:
         StoreLockedError: Another process has this store open.
@@ -53,8 +64,12 @@ class EdgeStore(VectorStore):
 
     backend = "qdrant-edge"
 
-    def __init__(self, location: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, location: str | os.PathLike[str], *, scale: ScaleSettings | None = None
+    ) -> None:
         super().__init__(str(location))
+        self.scale = scale or ScaleSettings()
+        self._search_params = _search_params(self.scale)
         self.root = Path(location).expanduser().absolute()
         self._lock_fd: int | None = None
         self._shard: qe.EdgeShard | None = None
@@ -112,13 +127,14 @@ class EdgeStore(VectorStore):
             )
         if self._lock_fd is None:
             self._lock()
-        config = qe.EdgeConfig(
-            vectors={
-                VECTOR_NAME: qe.EdgeVectorParams(size=identity.dim, distance=qe.Distance.Cosine)
-            },
+        shard = self._call(
+            "create the shard",
+            qe.EdgeShard.create,
+            str(shard_dir),
+            _edge_config(identity, self.scale),
         )
-        shard = self._call("create the shard", qe.EdgeShard.create, str(shard_dir), config)
-        for key, kind in INDEXED_PAYLOAD_KEYS.items():
+        indexed = INDEXED_PAYLOAD_KEYS if self.scale.payload_indexes else {}
+        for key, kind in indexed.items():
             self._call(
                 f"index payload key {key}",
                 shard.update,
@@ -192,6 +208,7 @@ class EdgeStore(VectorStore):
             with_payload=True,
             filter=_edge_filter(where),
             score_threshold=score_threshold,
+            params=self._search_params,
         )
         found = self._call("search", shard.query, request)
         return [ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in found]
@@ -265,9 +282,13 @@ class EdgeStore(VectorStore):
 
     def info(self) -> StoreInfo:
         points = indexed = 0
+        extra: dict[str, Any] = {}
         if self._shard is not None:
             shard_info = self._call("read shard info", self._shard.info)
             points, indexed = shard_info.points_count, shard_info.indexed_vectors_count
+            extra = _edge_layout(self.root / SHARD_DIR) | {
+                "payload_indexes": sorted(shard_info.payload_schema)
+            }
         # st_blocks, not st_size: Qdrant Edge pre-allocates sparse files of tens of MB.
         disk = sum(f.stat().st_blocks * 512 for f in self.root.rglob("*") if f.is_file())
         return StoreInfo(
@@ -277,6 +298,7 @@ class EdgeStore(VectorStore):
             points=points,
             indexed_vectors=indexed,
             disk_bytes=disk,
+            extra=extra,
         )
 
     def close(self) -> None:
@@ -289,6 +311,73 @@ class EdgeStore(VectorStore):
         if self._lock_fd is not None:
             fd, self._lock_fd = self._lock_fd, None
             os.close(fd)  # closing the descriptor releases the flock
+
+
+def _edge_config(identity: ModelIdentity, scale: ScaleSettings) -> qe.EdgeConfig:
+    """The shard layout for ``scale``: Qdrant Edge's equivalents of a server collection's."""
+    if scale.shard_number not in (None, 1) or scale.replication_factor not in (None, 1):
+        logger.warning(
+            "shard_number and replication_factor apply to a Qdrant server; an embedded store "
+            "has one shard"
+        )
+    return qe.EdgeConfig(
+        vectors={
+            VECTOR_NAME: qe.EdgeVectorParams(
+                size=identity.dim,
+                distance=qe.Distance.Cosine,
+                memory=qe.Memory.Cold if scale.on_disk_vectors else qe.Memory.Cached,
+            )
+        },
+        payload_memory=qe.Memory.Cold if scale.on_disk_payload else qe.Memory.Cached,
+        hnsw_config=qe.HnswIndexConfig(
+            m=scale.hnsw_m,
+            ef_construct=scale.hnsw_ef_construct,
+            full_scan_threshold=FULL_SCAN_THRESHOLD_KB,
+        ),
+        quantization_config=_edge_quantization(scale),
+        optimizers=(
+            None
+            if scale.indexing_threshold is None
+            else qe.EdgeOptimizersConfig(indexing_threshold=scale.indexing_threshold)
+        ),
+    )
+
+
+def _edge_layout(shard_dir: Path) -> dict[str, Any]:
+    """The shard's layout, from the configuration Qdrant Edge keeps beside it (best effort)."""
+    try:
+        config = json.loads((shard_dir / EDGE_CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    vector = config.get("vectors", {}).get(VECTOR_NAME, {})
+    hnsw = config.get("hnsw_config") or {}
+    return {
+        # Qdrant Edge's defaults: vectors cached in RAM, payload cold on disk.
+        "on_disk_vectors": vector.get("memory", "cached") == "cold",
+        "on_disk_payload": config.get("payload_memory", "cold") == "cold",
+        "quantization": next(iter(config.get("quantization_config") or {}), "none"),
+        "hnsw_m": hnsw.get("m"),
+        "hnsw_ef_construct": hnsw.get("ef_construct"),
+    }
+
+
+def _edge_quantization(scale: ScaleSettings) -> Any:
+    # Not always in RAM: placed like the vectors they compress, as on a server.
+    memory = qe.Memory.Cached if scale.quantization_always_ram else None
+    if scale.quantization == "scalar":
+        return qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99, memory=memory)
+    if scale.quantization == "binary":
+        return qe.BinaryQuantizationConfig(memory=memory)
+    return None
+
+
+def _search_params(scale: ScaleSettings) -> qe.SearchParams:
+    return qe.SearchParams(
+        hnsw_ef=scale.hnsw_ef,
+        quantization=qe.QuantizationSearchParams(
+            rescore=scale.quantization_rescore, oversampling=scale.quantization_oversampling
+        ),
+    )
 
 
 def _stored(record: Any, with_vectors: bool) -> StoredPoint:

@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
+from indexer.config import ScaleSettings
 from indexer.errors import StoreError
 from indexer.schema import INDEXED_PAYLOAD_KEYS, VECTOR_NAME, ModelIdentity
 from indexer.store import (
@@ -44,6 +45,9 @@ class QdrantClientStore(VectorStore):
         collection: Collection name.
         api_key: Server API key, if the server wants one.
         timeout: Request timeout in seconds.
+        scale: Layout of a new collection (shards, replicas, on-disk storage, quantization,
+            HNSW) and search parameters. qdrant-client's ``:memory:`` mode records the layout
+            but searches exactly.
     """
 
     backend = "qdrant-client"
@@ -55,9 +59,13 @@ class QdrantClientStore(VectorStore):
         collection: str = "images",
         api_key: SecretStr | None = None,
         timeout: float = 30.0,
+        scale: ScaleSettings | None = None,
     ) -> None:
         super().__init__(location)
         self.collection = collection
+        self.scale = scale or ScaleSettings()
+        # Local mode searches exactly and warns at each query that search parameters do nothing.
+        self._search_params = None if location == MEMORY_LOCATION else _search_params(self.scale)
         try:
             if location == MEMORY_LOCATION:
                 self.client = QdrantClient(location=MEMORY_LOCATION)
@@ -98,16 +106,15 @@ class QdrantClientStore(VectorStore):
         return self._model
 
     def _create(self, identity: ModelIdentity) -> None:
+        scale = self.scale
         self._call(
             "create the collection",
             self.client.create_collection,
             self.collection,
-            vectors_config={
-                VECTOR_NAME: models.VectorParams(size=identity.dim, distance=models.Distance.COSINE)
-            },
-            metadata={METADATA_KEY: {"format": FORMAT_VERSION, "model": identity.to_dict()}},
+            **collection_params(identity, scale),
         )
-        if self.location != MEMORY_LOCATION:  # local mode ignores payload indexes, with a warning
+        # Local mode ignores payload indexes, with a warning.
+        if scale.payload_indexes and self.location != MEMORY_LOCATION:
             for key, kind in INDEXED_PAYLOAD_KEYS.items():
                 self._call(
                     f"index payload key {key}",
@@ -165,6 +172,7 @@ class QdrantClientStore(VectorStore):
             offset=offset or None,
             query_filter=_client_filter(where),
             score_threshold=score_threshold,
+            search_params=self._search_params,
             with_payload=True,
         )
         return [
@@ -239,23 +247,100 @@ class QdrantClientStore(VectorStore):
     def info(self) -> StoreInfo:
         model = self.model()
         points = indexed = 0
+        extra: dict[str, Any] = {"collection": self.collection}
         if model is not None:
             collection = self._call(
                 "read the collection", self.client.get_collection, self.collection
             )
             points = collection.points_count or 0
             indexed = collection.indexed_vectors_count
+            extra |= _layout(collection.config)
         return StoreInfo(
             location=self.location,
             backend=self.backend,
             model=model,
             points=points,
             indexed_vectors=indexed,
-            extra={"collection": self.collection},
+            extra=extra,
         )
 
     def close(self) -> None:
         self.client.close()
+
+
+def _layout(config: models.CollectionConfig) -> dict[str, Any]:
+    """The collection's layout as the server reports it (keys named as in ScaleSettings)."""
+    params = config.params
+    vector = params.vectors.get(VECTOR_NAME) if isinstance(params.vectors, dict) else None
+    return {
+        "shard_number": params.shard_number,
+        "replication_factor": params.replication_factor,
+        "write_consistency_factor": params.write_consistency_factor,
+        "on_disk_payload": params.on_disk_payload,
+        "on_disk_vectors": bool(vector and vector.on_disk),
+        "quantization": _quantization_name(config.quantization_config),
+        "hnsw_m": config.hnsw_config.m,
+        "hnsw_ef_construct": config.hnsw_config.ef_construct,
+    }
+
+
+def collection_params(identity: ModelIdentity, scale: ScaleSettings) -> dict[str, Any]:
+    """The arguments of ``create_collection`` for vectors of ``identity`` laid out as ``scale``.
+
+    qdrant-client's local mode (``:memory:``) accepts them all but keeps only some (it has one
+    shard and searches exactly); a server applies them all.
+    """
+    return {
+        "vectors_config": {
+            VECTOR_NAME: models.VectorParams(
+                size=identity.dim, distance=models.Distance.COSINE, on_disk=scale.on_disk_vectors
+            )
+        },
+        "shard_number": scale.shard_number,
+        "replication_factor": scale.replication_factor,
+        "write_consistency_factor": scale.write_consistency_factor,
+        "on_disk_payload": scale.on_disk_payload,
+        "hnsw_config": models.HnswConfigDiff(m=scale.hnsw_m, ef_construct=scale.hnsw_ef_construct),
+        "optimizers_config": (
+            None
+            if scale.indexing_threshold is None
+            else models.OptimizersConfigDiff(indexing_threshold=scale.indexing_threshold)
+        ),
+        "quantization_config": _quantization(scale),
+        "metadata": {METADATA_KEY: {"format": FORMAT_VERSION, "model": identity.to_dict()}},
+    }
+
+
+def _quantization(scale: ScaleSettings) -> models.QuantizationConfig | None:
+    if scale.quantization == "scalar":
+        return models.ScalarQuantization(
+            scalar=models.ScalarQuantizationConfig(
+                type=models.ScalarType.INT8, quantile=0.99, always_ram=scale.quantization_always_ram
+            )
+        )
+    if scale.quantization == "binary":
+        return models.BinaryQuantization(
+            binary=models.BinaryQuantizationConfig(always_ram=scale.quantization_always_ram)
+        )
+    return None
+
+
+def _quantization_name(config: Any) -> str:
+    if isinstance(config, models.ScalarQuantization):
+        return "scalar"
+    if isinstance(config, models.BinaryQuantization):
+        return "binary"
+    return "none" if config is None else type(config).__name__
+
+
+def _search_params(scale: ScaleSettings) -> models.SearchParams:
+    # Quantization parameters are ignored by a collection without quantization.
+    return models.SearchParams(
+        hnsw_ef=scale.hnsw_ef,
+        quantization=models.QuantizationSearchParams(
+            rescore=scale.quantization_rescore, oversampling=scale.quantization_oversampling
+        ),
+    )
 
 
 def _stored(record: Any, with_vectors: bool) -> StoredPoint:

@@ -220,6 +220,7 @@ def open_store(settings: StoreSettings) -> VectorStore:
             collection=settings.collection,
             api_key=settings.api_key,
             timeout=settings.timeout,
+            scale=settings.scale,
         )
     if "://" in location:
         raise StoreError(
@@ -228,4 +229,4 @@ def open_store(settings: StoreSettings) -> VectorStore:
         )
     from indexer.edge_store import EdgeStore
 
-    return EdgeStore(location)
+    return EdgeStore(location, scale=settings.scale)
