@@ -223,3 +223,26 @@ def test_edge_store_warns_that_sharding_needs_a_server(tmp_path: Path, caplog) -
     with EdgeStore(tmp_path / "store", scale=scale) as store:
         fill(store, 3)
     assert "apply to a Qdrant server" in caplog.text
+
+
+def test_an_embedded_collection_moves_to_a_quantized_layout_with_export_and_load(
+    tmp_path: Path,
+) -> None:
+    from indexer.transfer import export_collection, load_collection
+
+    with EdgeStore(tmp_path / "embedded") as embedded:
+        vectors, ids = fill(embedded, 1200)
+        export_collection(embedded, tmp_path / "snapshot")
+    scale = ScaleSettings(
+        quantization="scalar", on_disk_vectors=True, hnsw_m=8, indexing_threshold=100
+    )
+    with EdgeStore(tmp_path / "moved", scale=scale) as moved:
+        assert load_collection(tmp_path / "snapshot", moved) == 1200
+        moved.optimize()
+        info = moved.info()
+        assert (info.points, info.indexed_vectors) == (1200, 1200)
+        assert (info.extra["quantization"], info.extra["hnsw_m"]) == ("scalar", 8)
+        assert moved.model() == MODEL
+        for row in (0, 600, 1199):
+            [first] = moved.search(vectors[row], limit=1)
+            assert first.id == ids[row]
