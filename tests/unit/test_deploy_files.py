@@ -565,3 +565,15 @@ def test_k8s_api_service_health_checks_and_dask_addresses_line_up(manifests) -> 
     api_host, api_port = host_port(worker["serverApiConfig"]["apiUrl"])
     assert config["PREFECT_API_URL"] == worker["serverApiConfig"]["apiUrl"]
     assert (api_host, api_port) == ("prefect-server", 4200)
+
+
+def test_deploy_readme_documents_every_scale_setting_and_no_other() -> None:
+    from indexer.config import ScaleSettings
+
+    text = (DEPLOY / "README.md").read_text()
+    table = text.split("## Collection settings for scale")[1].split("\n## ")[0]
+    documented = set()
+    for row in re.findall(r"^\| ((?:`[A-Z_]+`(?:, )?)+) \|", table, flags=re.MULTILINE):
+        documented |= set(re.findall(r"`([A-Z_]+)`", row))
+    assert documented == {name.upper() for name in ScaleSettings.model_fields}
+    assert {f"ANYSHOT_STORE__SCALE__{name}" for name in documented} <= setting_names()
