@@ -7,7 +7,9 @@ builds HNSW), then, in a fresh child process (so the numbers are the store's own
 - *RAM*: resident anonymous memory (RssAnon) and resident file pages (RssFile, the memory-mapped
   storage that queries touched) after opening the store and running the queries, each minus the
   same process's figure before opening;
-- *disk*: allocated blocks under the store folder (Qdrant Edge pre-allocates sparse files);
+- *disk*: allocated blocks under the store folder (Qdrant Edge pre-allocates sparse files),
+  also per component (full vectors and their quantized copy, HNSW graph, payload, payload
+  indexes, WAL);
 - *query*: p50 latency of single-vector top-10 searches (after 50 warm-up queries);
 - *recall@10* against exact brute force over the same vectors.
 
@@ -81,6 +83,18 @@ def disk_bytes(folder: Path) -> int:
     return sum(f.stat().st_blocks * 512 for f in folder.rglob("*") if f.is_file())
 
 
+def disk_by_component(folder: Path) -> dict[str, int]:
+    """Allocated bytes per part of a shard: segment parts summed over segments, the WAL."""
+    sizes: dict[str, int] = {}
+    for f in folder.rglob("*"):
+        if f.is_file():
+            parts = f.relative_to(folder).parts
+            in_segment = len(parts) > 4 and parts[1] == "segments"
+            key = parts[3] if in_segment else "/".join(parts[:2])
+            sizes[key] = sizes.get(key, 0) + f.stat().st_blocks * 512
+    return sizes
+
+
 def build(location: str, layout: dict[str, Any], args: argparse.Namespace) -> dict[str, float]:
     from indexer.config import ScaleSettings
     from indexer.edge_store import EdgeStore
@@ -134,6 +148,7 @@ def measure(location: str, layout: dict[str, Any], args: argparse.Namespace) -> 
         "rss_anon": after["RssAnon"] - before["RssAnon"],
         "rss_file": after["RssFile"] - before["RssFile"],
         "disk": disk_bytes(Path(location)),
+        "disk_parts": disk_by_component(Path(location)),
         "p50_ms": 1000 * statistics.median(latencies),
         "recall": float(np.mean(recalls)),
         "indexed": info.indexed_vectors,
@@ -196,6 +211,13 @@ def main() -> None:
             f"| {r['rss_anon_1m'] / gib:.2f} | {r['rss_file_1m'] / gib:.2f} "
             f"| {r['disk_1m'] / gib:.2f} |"
         )
+    print(f"\nAllocated disk per point by component, {args.points:,} points:\n")
+    parts = sorted({k for r in rows for k in r["disk_parts"]})
+    print("| component | " + " | ".join(r["layout"] for r in rows) + " |")
+    print("| --- |" + " ---: |" * len(rows))
+    for part in parts:
+        cells = [f"{r['disk_parts'].get(part, 0) / args.points:,.0f} B" for r in rows]
+        print(f"| {part} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
