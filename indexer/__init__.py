@@ -11,6 +11,7 @@ _EXPORTS = {
     "Settings": "indexer.config",
     "ModelSettings": "indexer.config",
     "StoreSettings": "indexer.config",
+    "ScaleSettings": "indexer.config",
     "IndexSettings": "indexer.config",
     "AnyshotError": "indexer.errors",
     "ConfigError": "indexer.errors",
