@@ -128,6 +128,59 @@ class IndexSettings(BaseModel):
     )
 
 
+class ApiSettings(BaseModel):
+    """The HTTP API (``anyshot serve``): access, limits and caches."""
+
+    api_key: SecretStr | None = Field(
+        None,
+        description=(
+            "When set, every endpoint but /healthz and the built-in page needs this key in the "
+            "X-API-Key header (or an api_key query parameter, for <img> tags)."
+        ),
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Origins allowed to call the API from a browser ('*' for any, e.g. for clip-front "
+            "served elsewhere); empty: same origin only."
+        ),
+    )
+    max_k: int = Field(1000, ge=1, le=100_000, description="Most results one search returns.")
+    max_offset: int = Field(
+        100_000, ge=0, le=10_000_000, description="Deepest result a search may page to."
+    )
+    max_upload_bytes: int = Field(
+        20_000_000,
+        ge=1_000,
+        le=1_000_000_000,
+        description="Largest request body (uploaded or base64 image included), in bytes.",
+    )
+    max_thumbnail_size: int = Field(
+        1024, ge=16, le=4096, description="Largest thumbnail edge a client may ask for (px)."
+    )
+    thumbnail_dir: Path | None = Field(
+        None,
+        description=(
+            "Where thumbnails are cached; empty: 'thumbs/' inside a folder store, else under "
+            "the data folder."
+        ),
+    )
+    fetch_image_urls: bool = Field(
+        False,
+        description=(
+            "Let search requests name an example image by http(s) URL, which the server then "
+            "downloads (off by default: it lets clients make the server fetch any URL)."
+        ),
+    )
+    index_roots: list[Path] = Field(
+        default_factory=list,
+        description=(
+            "Folders that POST /index may read (and below); empty: any source the server can "
+            "read (keep the API on 127.0.0.1 or set api_key)."
+        ),
+    )
+
+
 class Settings(BaseSettings):
     """All of anyshot's settings."""
 
@@ -140,6 +193,7 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
 
 def build_settings(
