@@ -179,6 +179,66 @@ class ApiSettings(BaseModel):
             "read (keep the API on 127.0.0.1 or set api_key)."
         ),
     )
+class SearchSettings(BaseModel):
+    """How queries are answered: names, query expansion, duplicates, tagging."""
+
+    knowledge_base: Path | None = Field(
+        None,
+        description=(
+            "A file of names with aliases and descriptions (YAML, JSON or CSV) used to resolve "
+            "names that are not registered concepts; empty: none."
+        ),
+    )
+    name_templates: bool = Field(
+        True,
+        description=(
+            "Resolve a name that is neither a concept nor in the knowledge base through prompt "
+            "templates; false: such a name is an error."
+        ),
+    )
+    online_descriptions: bool = Field(
+        False,
+        description=(
+            "Look names up online (a Wikipedia summary) when the knowledge base lacks them; "
+            "answers are cached in online_cache_dir."
+        ),
+    )
+    online_url: str = Field(
+        "https://en.wikipedia.org/api/rest_v1/page/summary/{}",
+        description="URL template of the online description source ({} is the name).",
+    )
+    online_cache_dir: Path | None = Field(
+        None, description="Cache of online descriptions; empty: 'descriptions/' in the data folder."
+    )
+    online_timeout: float = Field(5.0, gt=0, le=120, description="Seconds to wait online.")
+    expand: bool = Field(
+        False,
+        description=(
+            "Visual query expansion for text and name queries by default: search, blend the "
+            "mean of the top images' embeddings into the query, search again."
+        ),
+    )
+    expand_top: int = Field(
+        5, ge=1, le=100, description="How many top images feed visual query expansion."
+    )
+    expand_weight: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Share of the top images' mean in the expanded query (0: text only).",
+    )
+    duplicate_threshold: float = Field(
+        0.95,
+        gt=0.0,
+        le=1.0,
+        description="Image↔image cosine similarity at or above which two images are duplicates.",
+    )
+    duplicate_neighbours: int = Field(
+        10, ge=1, le=1000, description="Neighbours looked up per image to find duplicates."
+    )
+    text_cache_size: int = Field(
+        1024, ge=0, le=1_000_000, description="Query text embeddings kept in memory (LRU)."
+    )
 
 
 class Settings(BaseSettings):
@@ -194,6 +254,7 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
 
 
 def build_settings(
