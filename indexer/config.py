@@ -179,6 +179,8 @@ class ApiSettings(BaseModel):
             "read (keep the API on 127.0.0.1 or set api_key)."
         ),
     )
+
+
 class SearchSettings(BaseModel):
     """How queries are answered: names, query expansion, duplicates, tagging."""
 

@@ -89,6 +89,27 @@ class SerializedStore(VectorStore):
             if len(batch) < batch_size:
                 return
 
+    def search_batch(
+        self,
+        vectors: np.ndarray,
+        *,
+        limit: int,
+        where: PayloadFilter | None = None,
+        score_threshold: float | None = None,
+    ) -> list[list[ScoredPoint]]:
+        with self._lock:
+            return self.inner.search_batch(
+                vectors, limit=limit, where=where, score_threshold=score_threshold
+            )
+
+    def read_document(self, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self.inner.read_document(name)
+
+    def write_document(self, name: str, document: dict[str, Any] | None) -> None:
+        with self._lock:
+            self.inner.write_document(name, document)
+
     def count(self, where: PayloadFilter | None = None) -> int:
         with self._lock:
             return self.inner.count(where)

@@ -9,7 +9,8 @@ Besides its own endpoints the API speaks LAION clip-retrieval's clip-back protoc
 (``/indices-list``, ``/knn-service``, ``/metadata``), so that clip-front works against it.
 """
 
-from __future__ import annotations
+# No "from __future__ import annotations": FastAPI reads the handlers' annotations at run time,
+# and some name types local to the route factories.
 
 import base64
 import binascii
@@ -18,14 +19,15 @@ import logging
 import mimetypes
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager, suppress
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import Body, FastAPI, File, Form, Path as PathParam, Query, Request, UploadFile
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -51,8 +53,9 @@ from indexer.store import open_store
 from search.client import ImageSearch
 from search.engine import Hit
 from search.index_jobs import IndexJobs
+from search.query import QueryPart
 from search.remote import API_KEY_HEADER, advertise_server, withdraw_server
-from search.thumbnails import ThumbnailCache, encode_jpeg, thumbnail_dir
+from search.thumbnails import ThumbnailCache, thumbnail_dir
 
 logger = logging.getLogger(__name__)
 
@@ -327,6 +330,17 @@ def describe_validation(errors: Any) -> str:
     return "invalid request: " + "; ".join(parts)
 
 
+def needs_key(request: Request, key: str | None) -> bool:
+    """True when a request must carry the API key (all but health, docs, the page, CORS)."""
+    path = request.url.path
+    return (
+        key is not None
+        and request.method != "OPTIONS"
+        and path != "/"
+        and not path.startswith(OPEN_PATHS)
+    )
+
+
 def add_guards(app: FastAPI, settings: Settings) -> None:
     """API key, request size limit and CORS (outermost, so that errors carry CORS headers)."""
     limit = settings.api.max_upload_bytes
@@ -337,14 +351,12 @@ def add_guards(app: FastAPI, settings: Settings) -> None:
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             return error_reply(413, f"request body larger than {limit} bytes", "TooLarge")
-        path = request.url.path
-        if key is not None and request.method != "OPTIONS" and path != "/":
-            if not path.startswith(OPEN_PATHS):
-                given = request.headers.get(API_KEY_HEADER) or request.query_params.get("api_key")
-                if not given or not secrets.compare_digest(given.encode(), key.encode()):
-                    return error_reply(
-                        401, f"missing or wrong API key (header {API_KEY_HEADER})", "Unauthorized"
-                    )
+        if needs_key(request, key):
+            given = request.headers.get(API_KEY_HEADER) or request.query_params.get("api_key")
+            if not given or not secrets.compare_digest(given.encode(), str(key).encode()):
+                return error_reply(
+                    401, f"missing or wrong API key (header {API_KEY_HEADER})", "Unauthorized"
+                )
         return await call_next(request)
 
     if settings.api.cors_origins:
@@ -413,48 +425,48 @@ def run_search(
     client: ImageSearch,
     *,
     query: dict[str, Any],
-    negatives: list[str] | tuple[str, ...] = (),
-    parts: list[Any] | tuple[Any, ...] = (),
-    filters: list[str] | tuple[str, ...] = (),
+    negatives: Sequence[str] = (),
+    parts: Sequence[QueryPart] = (),
+    filters: Sequence[str] = (),
     k: int = 10,
     offset: int = 0,
     threshold: float | None = None,
     collapse_duplicates: bool = False,
     explain: bool = False,
 ) -> tuple[list[Hit], dict[str, Any] | None]:
-    """Call the client's search; options left at their defaults are not passed on.
+    """Run one query through the client.
 
     Args:
         client: The client.
-        query: The main query: one of ``text``, ``image``, ``name``, ``similar_to``.
+        query: The main query: any of ``text``, ``image`` (bytes or a URL), ``name``,
+            ``similar_to``.
+        negatives: Texts to move away from.
+        parts: More weighted parts.
+        filters: Filter expressions (:func:`search.filters.parse_filters`).
+        k, offset, threshold, collapse_duplicates: As :meth:`ImageSearch.query`.
+        explain: Return the explanation too.
 
     Returns:
         The hits, and the explanation when ``explain`` is set.
     """
-    options: dict[str, Any] = dict(query) | {"k": k, "offset": offset, "threshold": threshold}
-    if negatives:
-        options["negatives"] = tuple(negatives)
-    if parts:
-        options["parts"] = tuple(parts)
-    if filters:
-        from search.filters import parse_filters
-
-        options["where"] = parse_filters(list(filters))
-    if collapse_duplicates:
-        options["collapse_duplicates"] = True
-    text = options.pop("text", None)
-    if explain:
-        result = client.query(text, **options)  # type: ignore[attr-defined]
-        return list(result.hits), dict(result.explain)
-    return client.search(text, **options), None
+    result = client.query(
+        query.get("text"),
+        image=query.get("image"),
+        name=query.get("name"),
+        similar_to=query.get("similar_to"),
+        negatives=tuple(negatives),
+        parts=tuple(parts),
+        where=list(filters) or None,
+        k=k,
+        offset=offset,
+        threshold=threshold,
+        collapse_duplicates=collapse_duplicates,
+    )
+    return list(result.hits), (dict(result.explain) if explain else None)
 
 
-def query_parts(parts: list[QueryPartBody], limit: int) -> list[Any]:
+def query_parts(parts: list[QueryPartBody], limit: int) -> list[QueryPart]:
     """Turn request parts into the client's query parts (base64 images decoded)."""
-    if not parts:
-        return []
-    from search.query import QueryPart
-
     converted = []
     for part in parts:
         value: Any = part.value
@@ -755,14 +767,12 @@ def add_clip_back_routes(app: FastAPI, settings: Settings) -> None:
             "caption": Path(uri).name or uri,
             "image_path": uri,
         }
-        try:
+        with suppress(ImageDecodeError):  # a file that is gone: the URL says where it was
             meta["image"] = base64.b64encode(
                 request.app.state.thumbnails.thumbnail(
                     hit_id, uri, str(payload.get("sha256", "")), CLIP_BACK_THUMBNAIL_SIZE
                 )
             ).decode()
-        except ImageDecodeError:
-            pass  # the file is gone: the URL still says where it was
         return meta
 
     @app.get("/indices-list", tags=["clip-back"])
@@ -852,5 +862,3 @@ def add_page(app: FastAPI) -> None:
 
 
 __all__ = ["create_app"]
-
-_ = (Body, encode_jpeg)

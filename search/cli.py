@@ -204,8 +204,11 @@ def index(
                 raise
             from indexer.indexing import IndexReport
 
-            click.echo(f"{settings.store.location} is open in anyshot serve ({server.url}): "
-                       "the server runs the index", err=True)
+            click.echo(
+                f"{settings.store.location} is open in anyshot serve ({server.url}): "
+                "the server runs the index",
+                err=True,
+            )
             with progress_bar() as progress:
                 summary = server.index(absolute_source(source), progress=progress)
             report = IndexReport.from_dict(summary)
@@ -436,14 +439,14 @@ def search(
             )
         else:
             with client:
-                if filters:
-                    from search.filters import parse_filters
-
-                    options["where"] = parse_filters(list(filters))
-                if negatives:
-                    options["negatives"] = negatives
                 hits = client.search(
-                    text, image=image, name=name, similar_to=similar_to, **options
+                    text,
+                    image=image,
+                    name=name,
+                    similar_to=similar_to,
+                    negatives=negatives,
+                    where=list(filters) or None,
+                    **options,
                 )
     print_hits(hits, as_json=as_json, first_rank=offset + 1)
 
@@ -733,7 +736,9 @@ def concept_add(
 @concept.command("list")
 @store_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def concept_list(store: str | None, model: str | None, pretrained: str | None, as_json: bool) -> None:
+def concept_list(
+    store: str | None, model: str | None, pretrained: str | None, as_json: bool
+) -> None:
     """List the concepts of the collection.
 
     \b
@@ -750,11 +755,11 @@ def concept_list(store: str | None, model: str | None, pretrained: str | None, a
     if not defined:
         click.echo("no concepts (add one: anyshot concept add NAME IMAGE...)")
         return
+    width = max(len(item.name) for item in defined)
     for item in defined:
-        data = item.to_dict()
-        examples = data.get("images") or data.get("examples") or []
-        count = len(examples) if isinstance(examples, list) else examples
-        click.echo(f"{data.get('name', '?')}  ({count} images)")
+        click.echo(
+            f"{item.name:<{width}}  {len(item.examples)} examples: {', '.join(item.examples)}"
+        )
 
 
 @concept.command("remove")
@@ -787,9 +792,9 @@ def concept_remove(name: str, store: str | None, model: str | None, pretrained: 
 )
 @click.option(
     "--min-score",
-    type=click.FloatRange(-1, 1),
+    type=click.FloatRange(0, 1),
     metavar="SCORE",
-    help="Only tags scoring at least this (cosine).",
+    help="Only tags with at least this probability (softmax over the labels, 0..1).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def tag(
@@ -818,13 +823,12 @@ def tag(
         labels = read_labels(labels_file)
         with open_client(settings) as client, progress_bar(enabled=not as_json) as progress:
             report = client.tag(labels, top=top, min_score=min_score, progress=progress)
-            counts = client.tag_counts()
     data = report.to_dict()
     if as_json:
         click.echo(json.dumps(data))
         return
-    click.echo(f"tagged {data.get('tagged', data.get('images', '?'))} images")
-    for label, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+    click.echo(f"tagged {report.tagged} of {report.images} images in {report.seconds:.1f} s")
+    for label, count in report.counts.items():
         click.echo(f"{count:>8}  {label}")
 
 
@@ -838,7 +842,11 @@ def tag(
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per group.")
 def dupes(
-    store: str | None, model: str | None, pretrained: str | None, threshold: float | None, as_json: bool
+    store: str | None,
+    model: str | None,
+    pretrained: str | None,
+    threshold: float | None,
+    as_json: bool,
 ) -> None:
     """Find groups of duplicate and near-duplicate images.
 
@@ -848,7 +856,11 @@ def dupes(
       anyshot dupes --threshold 0.95 --json
     """
     settings = build_settings(store=store, model=model, pretrained=pretrained)
-    with user_errors(), open_client(settings) as client, progress_bar(enabled=not as_json) as progress:
+    with (
+        user_errors(),
+        open_client(settings) as client,
+        progress_bar(enabled=not as_json) as progress,
+    ):
         groups = client.duplicates(threshold=threshold, progress=progress)
     if as_json:
         for group in groups:

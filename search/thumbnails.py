@@ -88,4 +88,3 @@ class ThumbnailCache:
                 raise
         except OSError:
             return  # a read-only cache folder costs speed, not correctness
-
