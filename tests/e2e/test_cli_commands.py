@@ -67,7 +67,7 @@ def test_search_json_lines_and_threshold(collection) -> None:
     assert code == 0
     hits = [json.loads(line) for line in out.strip().splitlines()]
     assert len(hits) == 5 and all({"id", "uri", "score"} <= h.keys() for h in hits)
-    cut = hits[2]["score"]
+    cut = hits[2]["score"] - 1e-5  # scores are printed rounded to 6 digits
     code, out, _ = run(
         "search", "--name", "star", "--store", store, "-k", "5", "--threshold", str(cut), "--json"
     )
@@ -116,3 +116,89 @@ def test_serve_refuses_a_store_open_elsewhere_in_one_line(collection) -> None:
         code, _, err = run("serve", "--store", store, "--port", "1")
     assert code == 1
     assert err.count("\n") == 1 and "is open in another process" in err
+
+
+def test_search_with_negatives_and_filters(collection) -> None:
+    images, store = collection
+    code, out, err = run(
+        "search",
+        "a red shape",
+        "--not",
+        "a circle",
+        "--not",
+        "a star",
+        "--filter",
+        "format=PNG",
+        "--filter",
+        f"folder={images}",
+        "--store",
+        store,
+        "-k",
+        "5",
+        "--json",
+    )
+    assert code == 0, err
+    hits = [json.loads(line) for line in out.strip().splitlines()]
+    assert len(hits) == 5 and all(h["payload"]["format"] == "PNG" for h in hits)
+    code, _, err = run("search", "cat", "--filter", "colour=red", "--store", store)
+    assert code == 1 and err.count("\n") == 1 and "unknown filter key" in err
+    code, out, _ = run("search", "a red circle", "--filter", "format=JPEG", "--store", store)
+    assert code == 0 and out.strip() == "no results"
+
+
+def test_concepts_add_list_search_remove(collection) -> None:
+    images, store = collection
+    examples = [str(images / "ring-blue-006.png"), str(images / "ring-blue-007.png")]
+    code, out, err = run("concept", "add", "my-ring", *examples, "--store", store)
+    assert code == 0, err
+    assert "my-ring" in out
+    code, out, _ = run("concept", "list", "--store", store, "--json")
+    (listed,) = [json.loads(line) for line in out.strip().splitlines()]
+    assert listed["name"] == "my-ring" and listed["examples"] == examples
+    code, out, _ = run("search", "--name", "my-ring", "--store", store, "-k", "2", "--json")
+    assert {json.loads(line)["uri"] for line in out.strip().splitlines()} <= {
+        *examples,
+        str(images / "ring-blue-008.png"),
+    }
+    assert run("concept", "remove", "my-ring", "--store", store)[0] == 0
+    code, out, _ = run("concept", "list", "--store", store)
+    assert out.startswith("no concepts")
+    code, _, err = run("concept", "remove", "my-ring", "--store", store)
+    assert code == 1 and err.count("\n") == 1 and "my-ring" in err
+
+
+def test_tag_then_filter_by_tag(collection, tmp_path) -> None:
+    _, store = collection
+    labels = tmp_path / "labels.txt"
+    labels.write_text("circle\nring\nstar\nheart\nsquare\n")
+    code, out, err = run("tag", "--labels", str(labels), "--store", store, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["images"] == 120 and report["tagged"] == 120
+    label, count = max(report["counts"].items(), key=lambda item: item[1])
+    code, out, _ = run(
+        "search", "a shape", "--filter", f"tag={label}", "--store", store, "-k", "200", "--json"
+    )
+    hits = [json.loads(line) for line in out.strip().splitlines()]
+    assert len(hits) == count and all(label in h["payload"]["tags"] for h in hits)
+    code, out, _ = run("tag", "--labels", str(labels), "--store", store)
+    assert out.startswith("tagged 120 of 120 images")
+
+
+def test_dupes_finds_copies(collection, tmp_path) -> None:
+    images, store = collection
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    original = images / "heart-cyan-003.png"
+    for name in ("a.png", "b.png"):
+        shutil.copy(original, copies / name)
+    code, _, err = run("index", str(copies), "--store", store, "--json", "--workers", "0")
+    assert code == 0, err
+    code, out, err = run("dupes", "--store", store, "--json")
+    assert code == 0, err
+    groups = [json.loads(line) for line in out.strip().splitlines()]
+    assert {str(original), str(copies / "a.png"), str(copies / "b.png")} in [
+        set(g["uris"]) for g in groups
+    ]
+    code, out, _ = run("dupes", "--store", store)
+    assert "group 1:" in out and str(copies / "a.png") in out
