@@ -99,6 +99,18 @@ class EdgeStore(VectorStore):
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._lock_fd = fd
 
+    def hold(self) -> None:
+        """Take the store's lock now, even before a collection exists.
+
+        A process that will write later (the API server, which indexes on request) holds the
+        folder from the start, so that no other process creates a collection under it.
+
+        Raises:
+            StoreLockedError: Another process has this store open.
+        """
+        if self._lock_fd is None:
+            self._lock()
+
     def _read_metadata(self) -> ModelIdentity:
         path = self.root / METADATA_FILE
         try:

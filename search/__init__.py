@@ -9,6 +9,7 @@ from indexer.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "ImageSearch": "search.client",
+    "create_app": "search.api",
     "Concept": "search.concepts",
     "DuplicateGroup": "search.duplicates",
     "ExampleInput": "search.engine",

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from indexer.config import Settings
+from indexer.edge_store import EdgeStore
 from indexer.errors import (
     AnyshotError,
     ConfigError,
@@ -248,7 +249,10 @@ def create_app(settings: Settings | None = None, *, advertise_url: str | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = SerializedStore(open_store(settings.store))
+        opened = open_store(settings.store)
+        if isinstance(opened, EdgeStore):
+            opened.hold()  # an empty folder too: this server will index into it
+        store = SerializedStore(opened)
         client = ImageSearch(settings, store=store)
         jobs = IndexJobs(client, allowed_roots=settings.api.index_roots)
         folder = Path(settings.store.location).expanduser()

@@ -16,6 +16,8 @@ from PIL import Image
 from shape_collection import SHAPE_TARGETS, shape_of, write_shape_images
 
 from indexer.config import build_settings
+from indexer.edge_store import EdgeStore
+from indexer.errors import StoreLockedError
 from search.api import create_app
 
 
@@ -352,3 +354,22 @@ def test_searches_answer_while_the_server_indexes(tiny_store_template, tmp_path)
         assert client.get("/collections").json()[0]["points"] == 420
         hits = client.get("/search", params={"q": "a red circle", "k": 3}).json()["hits"]
         assert all(shape_of(h["uri"]) == ("circle", "red") for h in hits)
+
+
+def test_a_server_on_an_empty_folder_holds_it_and_indexes_into_it(tmp_path) -> None:
+    images = tmp_path / "images"
+    write_shape_images(images, 20, seed=5)
+    store = tmp_path / "new-store"
+    settings = build_settings(store=str(store), model="anyshot-tiny", workers=0)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/search", params={"q": "a red circle"}).status_code == 404
+        with pytest.raises(StoreLockedError):
+            EdgeStore(store).hold()  # nobody else may create a collection under the server
+        job = client.post("/index", json={"source": str(images)}).json()
+        deadline = time.monotonic() + 120
+        while job["state"] in ("queued", "running") and time.monotonic() < deadline:
+            time.sleep(0.1)
+            job = client.get(f"/index/{job['id']}").json()
+        assert job["state"] == "done" and job["report"]["indexed"] == 20
+        assert len(client.get("/search", params={"q": "a red circle", "k": 5}).json()["hits"]) == 5
+    assert not (store / "server.json").exists()
