@@ -198,6 +198,15 @@ class SearchSettings(BaseModel):
             "templates; false: such a name is an error."
         ),
     )
+    name_weight: float = Field(
+        1.0,
+        ge=0.0,
+        le=100.0,
+        description=(
+            "Weight of a described name's own prompt templates, in descriptions: 1 counts them "
+            "as one more description, 0 leaves the name out (for names the model cannot know)."
+        ),
+    )
     online_descriptions: bool = Field(
         False,
         description=(

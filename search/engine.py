@@ -7,7 +7,8 @@ Every query is a list of :class:`~search.query.QueryPart`. Each part becomes a u
 - ``name``: resolved in this order, and the result's ``explain`` says which way it went:
   1. a registered **concept** (:mod:`search.concepts`): the unit mean of its examples;
   2. a **description** from the knowledge base (:mod:`search.knowledge`), or online when that
-     is switched on: the unit mean of (name in prompt templates) and (its descriptions);
+     is switched on: the unit mean of its descriptions' embeddings, with the name in prompt
+     templates counted as ``search.name_weight`` more descriptions;
   3. **prompt templates** (the CLIP paper's ensemble, averaged).
 
 The query vector is the unit sum of the parts' vectors times their weights (a negative weight
@@ -273,10 +274,14 @@ class SearchEngine:
             )
         entry = self.describe(name)
         if entry is not None and entry.descriptions:
-            templates = self.embed_templates(entry.name)
-            descriptions = unit(self.embed_texts(list(entry.descriptions)).mean(axis=0))
+            # CuPL-style: the descriptions' mean, plus the name in templates counted as
+            # ``name_weight`` descriptions (0 for names the model cannot know).
+            weight = self.settings.name_weight
+            described = self.embed_texts(list(entry.descriptions)).sum(axis=0)
+            if weight > 0:
+                described = described + weight * self.embed_templates(entry.name)
             return _Embedded(
-                unit(templates + descriptions),
+                unit(described),
                 "text",
                 {
                     "name": name,
