@@ -38,6 +38,7 @@ async function call(url, options) {
 
 function show(hits, started) {
   results.replaceChildren();
+  document.querySelector(".hint").hidden = true;
   for (const hit of hits) {
     const figure = document.createElement("figure");
     figure.className = "hit";
