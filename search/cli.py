@@ -179,7 +179,8 @@ def index(
     """Index the images of SOURCE: a folder, a list file (.txt or .parquet) or one image.
 
     Re-running embeds only new and changed images and removes vanished ones; a run that was
-    killed resumes where it stopped.
+    killed resumes where it stopped. While `anyshot serve` holds the store folder, the run
+    goes to the server (which keeps answering searches); the server's settings apply.
 
     \b
     Examples:
@@ -209,7 +210,7 @@ def index(
                 "the server runs the index",
                 err=True,
             )
-            with progress_bar() as progress:
+            with server, progress_bar() as progress:
                 summary = server.index(absolute_source(source), progress=progress)
             report = IndexReport.from_dict(summary)
         else:
@@ -248,7 +249,10 @@ def running_server(settings: Settings) -> RemoteServer | None:
         return None
     key = settings.api.api_key.get_secret_value() if settings.api.api_key else None
     server = RemoteServer(found.url, api_key=key)
-    return server if server.healthy() else None
+    if server.healthy():
+        return server
+    server.close()  # a file left by a server that died: the lock error stands
+    return None
 
 
 @main.command()
@@ -434,9 +438,10 @@ def search(
             server = running_server(settings)
             if server is None:
                 raise
-            hits = search_through_server(
-                server, text, image, name, similar_to, negatives, filters, options
-            )
+            with server:
+                hits = search_through_server(
+                    server, text, image, name, similar_to, negatives, filters, options
+                )
         else:
             with client:
                 hits = client.search(
