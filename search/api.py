@@ -128,7 +128,9 @@ class SearchRequest(BaseModel):
 
     text: str | None = Field(None, max_length=10_000, description="A description.")
     name: str | None = Field(None, max_length=1_000, description="A name (prompt templates).")
-    image: str | None = Field(None, description="An example image, base64-encoded file bytes.")
+    image: str | None = Field(
+        None, description="An example image: base64-encoded file bytes, or a URL as image_url."
+    )
     image_url: str | None = Field(
         None,
         max_length=4_000,
@@ -574,7 +576,9 @@ def add_search_routes(app: FastAPI, settings: Settings) -> None:
             main["name"] = body.name
         if body.id is not None:
             main["similar_to"] = body.id
-        if body.image is not None:
+        if body.image is not None and body.image.lower().startswith(("http://", "https://")):
+            main |= image_url_query(body.image, settings)
+        elif body.image is not None:
             main["image"] = decode_base64_image(body.image, limits.max_upload_bytes)
         if body.image_url is not None:
             main |= image_url_query(body.image_url, settings)

@@ -344,7 +344,13 @@ def export_command(folder: str, store: str | None, as_json: bool) -> None:
 @click.option("--store", metavar="LOCATION", help="The store to load into.")
 @click.option("--json", "as_json", is_flag=True, help="Print the count as JSON.")
 def load_command(folder: str, store: str | None, as_json: bool) -> None:
-    """Load Parquet shards from FOLDER (anyshot export, or a store's parquet/) into a store."""
+    """Load Parquet shards from FOLDER (anyshot export, or a store's parquet/) into a store.
+
+    \b
+    Examples:
+      anyshot load ./snapshot --store http://qdrant:6333
+      anyshot load ./index/parquet --store ./rebuilt-index
+    """
     from indexer.transfer import load_collection
 
     settings = build_settings(store=store)
@@ -512,6 +518,11 @@ def demo(folder: str, images: int, as_json: bool) -> None:
 
     Uses anyshot-tiny, a small model shipped with anyshot that knows only this synthetic
     domain (real photos need a pretrained model such as the default ViT-B-32).
+
+    \b
+    Examples:
+      anyshot demo
+      anyshot demo --folder /tmp/shapes --images 500 --json
     """
     from search.demo import run_demo
 

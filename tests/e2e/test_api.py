@@ -99,6 +99,9 @@ def test_search_by_id_name_and_own_image_url(http: TestClient) -> None:
         "/search", json={"image_url": f"http://testserver/images/{first['id']}", "k": 1}
     ).json()["hits"]
     assert by_url[0]["id"] == first["id"]
+    as_image = http.post("/search", json={"image": f"http://x/images/{first['id']}", "k": 1})
+    assert as_image.json()["hits"][0]["id"] == first["id"]
+    assert http.post("/search", json={"image": "https://example.com/a.jpg"}).status_code == 400
     by_name = http.post("/search", json={"name": "heart", "k": 3, "explain": True}).json()
     assert len(by_name["hits"]) == 3
     assert by_name["explain"]["names"][0]["resolved_as"] == "templates"
