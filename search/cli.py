@@ -704,6 +704,13 @@ def serve(
         open_store(settings.store).close()  # a locked or broken store: one line, not a traceback
         app = create_app(settings, advertise_url=url)
         click.echo(f"anyshot serving {settings.store.location} at {url}/", err=True)
+        if host not in ("127.0.0.1", "localhost", "::1") and settings.api.api_key is None:
+            click.secho(
+                f"warning: listening on {host} without an API key: anyone who reaches this "
+                "port can search, read the indexed images and start index runs (--api-key)",
+                fg="yellow",
+                err=True,
+            )
         uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 
