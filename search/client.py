@@ -218,8 +218,8 @@ class ImageSearch:
     ) -> list[Hit]:
         """Search by a description, an example image, a name, an indexed image, or a mix.
 
-        Every query given (``text``, ``image``, ``name``, ``similar_to`` and ``parts``) counts
-        as a positive part; ``negatives`` push results away. See :meth:`query` for the options.
+        At most one of ``text``, ``image``, ``name`` and ``similar_to`` is given; ``parts`` add
+        more (a combined query), ``negatives`` push results away. See :meth:`query`.
 
         Raises:
             QueryError: No query, an empty text, an unreadable image, an unknown id or name.
@@ -266,7 +266,8 @@ class ImageSearch:
             similar_to: The id of an indexed image ("more like this").
             negatives: Parts to move away from; plain strings are texts. A part's weight
                 counts as negative whatever its sign.
-            parts: More weighted parts (:class:`QueryPart`, e.g. from :func:`parse_query`).
+            parts: Weighted parts (:class:`QueryPart`, e.g. from :func:`parse_query`), alone
+                or beside one of the four above (which then counts as a part of weight 1).
             k: How many hits.
             offset: How many of the best hits to skip (pagination).
             where: A :class:`PayloadFilter`, or filter expressions (:func:`parse_filters`).
@@ -289,11 +290,12 @@ class ImageSearch:
             )
             if value is not None
         ]
-        query_parts += list(parts)
-        if not query_parts:
+        if len(query_parts) > 1 or not (query_parts or parts):
             raise QueryError(
-                "give a query: a text, an image, a name, an indexed image's id, or parts"
+                "give exactly one query: a text, an image, a name, or an indexed image's id "
+                "(combine several as parts)"
             )
+        query_parts += list(parts)
         for negative in negatives:
             part = QueryPart("text", negative) if isinstance(negative, str) else negative
             query_parts.append(QueryPart(part.kind, part.value, -abs(part.weight)))

@@ -29,6 +29,7 @@ import csv
 import hashlib
 import json
 import re
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable
@@ -146,9 +147,7 @@ def load_knowledge_base(path: str | Path) -> KnowledgeBase:
             import yaml
 
             data = yaml.safe_load(text)
-    except ValueError as exc:  # json.JSONDecodeError and yaml.YAMLError's
-        raise ConfigError(f"cannot parse knowledge base {path}: {exc}") from exc
-    except Exception as exc:  # yaml.YAMLError is not a ValueError
+    except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError
         raise ConfigError(f"cannot parse knowledge base {path}: {exc}") from exc
     return KnowledgeBase(list(_structured_entries(data, source)))
 

@@ -326,7 +326,8 @@ def test_tagging_writes_filterable_tags_with_counts(client: ImageSearch) -> None
     ("call", "message"),
     [
         (lambda c: c.search("   "), "empty text query"),
-        (lambda c: c.search(), "give a query"),
+        (lambda c: c.search(), "give exactly one query"),
+        (lambda c: c.search("a", name="b"), "give exactly one query"),
         (lambda c: c.search(name=" "), "empty name"),
         (lambda c: c.search(similar_to=12345), "no image with id 12345"),
         (lambda c: c.search(image=b"garbage"), "cannot use the example image"),
