@@ -167,8 +167,8 @@ def test_memory_store_works_in_one_process(image_folder, random_model_name):
     [
         (["index", "/no/such/folder"], "no such file or folder"),
         (["search", "   "], "empty text query"),
-        (["search"], "give a query"),
-        (["search", "x", "--image", "/no/such.jpg"], "cannot use the example image"),
+        (["search"], "give exactly one query"),
+        (["search", "x", "--image", "/no/such.jpg"], "give exactly one query"),
         (["search", "--image", "/no/such.jpg"], "cannot use the example image"),
         (["search", "--id", "12345"], "no image with id 12345"),
     ],

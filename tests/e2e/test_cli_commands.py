@@ -101,7 +101,7 @@ def test_search_of_an_empty_store_says_what_to_do_in_one_line(tmp_path) -> None:
 def test_errors_on_a_real_collection(collection) -> None:
     _, store = collection
     for args, message in [
-        (("search", "--store", store), "give a query"),
+        (("search", "--store", store), "give exactly one query"),
         (("search", "--image", "/no/such.jpg", "--store", store), "cannot use the example image"),
         (("search", "--id", "12345", "--store", store), "no image with id 12345"),
     ]:
