@@ -24,6 +24,7 @@ scale of the query as given: with expansion it is checked against the un-expande
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -161,6 +162,7 @@ class SearchEngine:
         self.online = online
         self.concepts = ConceptRegistry(store)
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._text_cache_lock = threading.Lock()
 
     # -- embedding -----------------------------------------------------------------------------
 
@@ -173,17 +175,22 @@ class SearchEngine:
         texts = [t.strip() if isinstance(t, str) else "" for t in texts]
         if any(not t for t in texts):
             raise QueryError("empty text query")
-        missing = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
+        # The API server searches from several threads: the cache is read and updated under a
+        # lock (an entry evicted between a check and its use would otherwise be a KeyError).
+        with self._text_cache_lock:
+            cached = {t: self._text_cache[t] for t in texts if t in self._text_cache}
+        missing = list(dict.fromkeys(t for t in texts if t not in cached))
         fresh = dict(zip(missing, self.embedder.embed_texts(missing), strict=True))
-        out = np.stack([fresh[t] if t in fresh else self._text_cache[t] for t in texts])
+        out = np.stack([fresh[t] if t in fresh else cached[t] for t in texts])
         size = self.settings.text_cache_size
-        for text in texts:
-            if text in fresh:
-                self._text_cache[text] = fresh[text]
-            if text in self._text_cache:
-                self._text_cache.move_to_end(text)
-        while len(self._text_cache) > size:
-            self._text_cache.popitem(last=False)
+        with self._text_cache_lock:
+            for text in texts:
+                if text in fresh:
+                    self._text_cache[text] = fresh[text]
+                if text in self._text_cache:
+                    self._text_cache.move_to_end(text)
+            while len(self._text_cache) > size:
+                self._text_cache.popitem(last=False)
         return out
 
     def embed_image(self, image: ImageInput) -> np.ndarray:

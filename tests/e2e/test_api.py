@@ -376,3 +376,19 @@ def test_a_server_on_an_empty_folder_holds_it_and_indexes_into_it(tmp_path) -> N
         assert job["state"] == "done" and job["report"]["indexed"] == 20
         assert len(client.get("/search", params={"q": "a red circle", "k": 5}).json()["hits"]) == 5
     assert not (store / "server.json").exists()
+
+
+def test_concurrent_searches_share_the_engine(tiny_store_template, tmp_path) -> None:
+    """Requests run in a thread pool: many distinct texts through a tiny LRU, no errors."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = make_settings(private_store(tiny_store_template, tmp_path))
+    settings.search = settings.search.model_copy(update={"text_cache_size": 2})
+    texts = [f"a {colour} {shape}" for shape, colour in SHAPE_TARGETS for _ in range(2)] * 6
+    with TestClient(create_app(settings)) as client:
+
+        def search(text: str) -> int:
+            return client.get("/search", params={"q": text, "k": 3}).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(search, texts)) == {200}
