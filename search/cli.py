@@ -699,9 +699,13 @@ def serve(
     local_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     url = f"http://{'[' + local_host + ']' if ':' in local_host else local_host}:{port}"
     with user_errors():
+        from indexer.edge_store import EdgeStore
         from indexer.store import open_store
 
-        open_store(settings.store).close()  # a locked or broken store: one line, not a traceback
+        # A locked or broken store is one line here, not a traceback from the server's startup.
+        with open_store(settings.store) as opened:
+            if isinstance(opened, EdgeStore):
+                opened.hold()  # an empty folder held by another server too
         app = create_app(settings, advertise_url=url)
         click.echo(f"anyshot serving {settings.store.location} at {url}/", err=True)
         if host not in ("127.0.0.1", "localhost", "::1") and settings.api.api_key is None:

@@ -202,3 +202,13 @@ def test_dupes_finds_copies(collection, tmp_path) -> None:
     ]
     code, out, _ = run("dupes", "--store", store)
     assert "group 1:" in out and str(copies / "a.png") in out
+
+
+def test_serve_refuses_an_empty_store_held_by_another_server(tmp_path) -> None:
+    held = EdgeStore(tmp_path / "fresh")
+    held.hold()
+    try:
+        code, _, err = run("serve", "--store", str(tmp_path / "fresh"), "--port", "1")
+    finally:
+        held.close()
+    assert code == 1 and err.count("\n") == 1 and "is open in another process" in err
