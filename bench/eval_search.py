@@ -229,10 +229,10 @@ def main() -> None:
         f"model: {embedder.identity.label}   n={args.n}   held-out pairs: {len(pairs)}   "
         f"chance P@10: {chance:.3f}"
     )
-    print(f"{'query':<56} {'P@10':>6}")
-    print("-" * 63)
+    print(f"{'query':<62} {'P@10':>6}")
+    print("-" * 69)
     for label, value in rows:
-        print(f"{label:<56} {value:6.3f}")
+        print(f"{label:<62} {value:6.3f}")
     print(f"\n{time.time() - started:.0f} s in all")
 
 

@@ -296,6 +296,8 @@ class ImageSearch:
                 "(combine several as parts)"
             )
         query_parts += list(parts)
+        if isinstance(negatives, str | QueryPart):
+            negatives = [negatives]  # one negative given bare, not its characters
         for negative in negatives:
             part = QueryPart("text", negative) if isinstance(negative, str) else negative
             query_parts.append(QueryPart(part.kind, part.value, -abs(part.weight)))

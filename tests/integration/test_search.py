@@ -210,6 +210,8 @@ def test_a_negative_part_pushes_results_away(client: ImageSearch) -> None:
     pushed = client.query("a circle", negatives=[f"a {common} shape"], k=10)
     assert share(pushed.hits, colour=common) < share(plain, colour=common)
     assert share(pushed.hits, "circle") >= 0.2  # still about circles
+    bare = client.search("a circle", negatives=f"a {common} shape", k=10)
+    assert [h.id for h in bare] == [h.id for h in pushed.hits]
     assert pushed.explain["parts"][1] == {
         "kind": "text",
         "value": f"a {common} shape",
