@@ -105,6 +105,7 @@ def main(verbose: int) -> None:
       anyshot index ~/Pictures
       anyshot search "a dog on a beach"
       anyshot search --image ~/Pictures/dog.jpg -k 5 --json
+      anyshot serve                  # HTTP API and search page on http://127.0.0.1:8000/
     """
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(
