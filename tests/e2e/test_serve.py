@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -34,7 +37,10 @@ def served(tiny_store_template, tmp_path_factory) -> Iterator[tuple[str, Path, P
     log = (root / "serve.log").open("w")
     env = os.environ | {"ANYSHOT_INDEX__WORKERS": "0", "ANYSHOT_INDEX__BATCH_SIZE": "16"}
     process = subprocess.Popen(
-        [str(anyshot), "serve", "--store", str(store), "--host", "127.0.0.1", "--port", str(port)],
+        [
+            *(str(anyshot), "serve", "--store", str(store)),
+            *("--host", "127.0.0.1", "--port", str(port), "--cors-origin", "*"),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
@@ -132,3 +138,59 @@ def test_the_page_finds_images_in_headless_chromium(served) -> None:
             )
         finally:
             browser.close()
+
+
+CLIP_FRONT_CALLS = """
+async (back) => {
+  // What clip-front's ClipService does: JSON.stringify'd bodies, no Content-Type header
+  // (so the browser sends text/plain), from a page of another origin.
+  const post = async (path, body) => JSON.parse(await (await fetch(
+    back + path, {method: 'POST', body: JSON.stringify(body)})).text())
+  const indices = JSON.parse(await (await fetch(back + '/indices-list')).text())
+  const results = await post('/knn-service', {
+    text: 'a cyan heart', image: null, image_url: null, embedding_input: null,
+    modality: 'image', num_images: 3, indice_name: indices[0], num_result_ids: 8,
+    use_mclip: false, deduplicate: true, use_safety_model: true,
+    use_violence_detector: true, aesthetic_score: '', aesthetic_weight: '0.5'})
+  const metadata = await post('/metadata', {ids: results.slice(3).map(r => r.id),
+                                           indice_name: indices[0]})
+  const image = new Image()
+  image.src = results[0].url
+  await image.decode()
+  return {indices, results, metadata, width: image.naturalWidth}
+}
+"""
+
+
+@pytest.mark.browser
+def test_clip_front_calls_from_another_origin_in_chromium(served, tmp_path) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    url, _, _ = served
+    front = tmp_path / "front"
+    front.mkdir()
+    (front / "index.html").write_text("<!doctype html><title>a front end</title>")
+    # The front end's own origin: another port (loopback too, as Chromium keeps public pages
+    # from calling loopback addresses without the user's permission).
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(front))
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as front_server:
+        threading.Thread(target=front_server.serve_forever, daemon=True).start()
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=chromium, headless=True, args=["--no-sandbox"]
+            )
+            try:
+                page = browser.new_page()
+                page.goto(f"http://127.0.0.1:{front_server.server_address[1]}/index.html")
+                reply = page.evaluate(CLIP_FRONT_CALLS, url)
+            finally:
+                browser.close()
+        front_server.shutdown()
+    assert reply["indices"] == ["images"]
+    results = reply["results"]
+    assert len(results) == 8 and shape_of(results[0]["image_path"]) == ("heart", "cyan")
+    assert all({"url", "caption", "image"} <= r.keys() for r in results[:3])
+    assert [m["id"] for m in reply["metadata"]] == [r["id"] for r in results[3:]]
+    assert reply["width"] == 64
