@@ -247,6 +247,130 @@ class IndexSettings(BaseModel):
     )
 
 
+class ApiSettings(BaseModel):
+    """The HTTP API (``anyshot serve``): access, limits and caches."""
+
+    api_key: SecretStr | None = Field(
+        None,
+        description=(
+            "When set, every endpoint but /healthz and the built-in page needs this key in the "
+            "X-API-Key header (or an api_key query parameter, for <img> tags)."
+        ),
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Origins allowed to call the API from a browser ('*' for any, e.g. for clip-front "
+            "served elsewhere); empty: same origin only."
+        ),
+    )
+    max_k: int = Field(1000, ge=1, le=100_000, description="Most results one search returns.")
+    max_offset: int = Field(
+        100_000, ge=0, le=10_000_000, description="Deepest result a search may page to."
+    )
+    max_upload_bytes: int = Field(
+        20_000_000,
+        ge=1_000,
+        le=1_000_000_000,
+        description="Largest request body (uploaded or base64 image included), in bytes.",
+    )
+    max_thumbnail_size: int = Field(
+        1024, ge=16, le=4096, description="Largest thumbnail edge a client may ask for (px)."
+    )
+    thumbnail_dir: Path | None = Field(
+        None,
+        description=(
+            "Where thumbnails are cached; empty: 'thumbs/' inside a folder store, else under "
+            "the data folder."
+        ),
+    )
+    fetch_image_urls: bool = Field(
+        False,
+        description=(
+            "Let search requests name an example image by http(s) URL, which the server then "
+            "downloads (off by default: it lets clients make the server fetch any URL)."
+        ),
+    )
+    index_roots: list[Path] = Field(
+        default_factory=list,
+        description=(
+            "Folders that POST /index may read (and below); empty: any source the server can "
+            "read (keep the API on 127.0.0.1 or set api_key)."
+        ),
+    )
+
+
+class SearchSettings(BaseModel):
+    """How queries are answered: names, query expansion, duplicates, tagging."""
+
+    knowledge_base: Path | None = Field(
+        None,
+        description=(
+            "A file of names with aliases and descriptions (YAML, JSON or CSV) used to resolve "
+            "names that are not registered concepts; empty: none."
+        ),
+    )
+    name_templates: bool = Field(
+        True,
+        description=(
+            "Resolve a name that is neither a concept nor in the knowledge base through prompt "
+            "templates; false: such a name is an error."
+        ),
+    )
+    name_weight: float = Field(
+        1.0,
+        ge=0.0,
+        le=100.0,
+        description=(
+            "Weight of a described name's own prompt templates, in descriptions: 1 counts them "
+            "as one more description, 0 leaves the name out (for names the model cannot know)."
+        ),
+    )
+    online_descriptions: bool = Field(
+        False,
+        description=(
+            "Look names up online (a Wikipedia summary) when the knowledge base lacks them; "
+            "answers are cached in online_cache_dir."
+        ),
+    )
+    online_url: str = Field(
+        "https://en.wikipedia.org/api/rest_v1/page/summary/{}",
+        description="URL template of the online description source ({} is the name).",
+    )
+    online_cache_dir: Path | None = Field(
+        None, description="Cache of online descriptions; empty: 'descriptions/' in the data folder."
+    )
+    online_timeout: float = Field(5.0, gt=0, le=120, description="Seconds to wait online.")
+    expand: bool = Field(
+        False,
+        description=(
+            "Visual query expansion for text and name queries by default: search, blend the "
+            "mean of the top images' embeddings into the query, search again."
+        ),
+    )
+    expand_top: int = Field(
+        5, ge=1, le=100, description="How many top images feed visual query expansion."
+    )
+    expand_weight: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Share of the top images' mean in the expanded query (0: text only).",
+    )
+    duplicate_threshold: float = Field(
+        0.95,
+        gt=0.0,
+        le=1.0,
+        description="Image↔image cosine similarity at or above which two images are duplicates.",
+    )
+    duplicate_neighbours: int = Field(
+        10, ge=1, le=1000, description="Neighbours looked up per image to find duplicates."
+    )
+    text_cache_size: int = Field(
+        1024, ge=0, le=1_000_000, description="Query text embeddings kept in memory (LRU)."
+    )
+
+
 class Settings(BaseSettings):
     """All of anyshot's settings."""
 
@@ -259,6 +383,8 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
 
 
 def build_settings(

@@ -4,6 +4,7 @@ A store folder holds::
 
     anyshot.json    format version and the identity of the model that built the collection
     anyshot.lock    held (flock) by the one process that has the store open
+    documents/      small JSON documents kept with the collection (registered concepts, ...)
     shard/          the Qdrant Edge shard (segments, WAL, HNSW index after optimize())
     parquet/        Parquet shards of the embeddings (written by the indexer)
 
@@ -28,11 +29,19 @@ import qdrant_edge as qe
 from indexer.config import ScaleSettings
 from indexer.errors import StoreError, StoreLockedError
 from indexer.schema import INDEXED_PAYLOAD_KEYS, VECTOR_NAME, ModelIdentity
-from indexer.store import PayloadFilter, ScoredPoint, StoredPoint, StoreInfo, VectorStore
+from indexer.store import (
+    PayloadFilter,
+    ScoredPoint,
+    StoredPoint,
+    StoreInfo,
+    VectorStore,
+    check_document_name,
+)
 
 METADATA_FILE = "anyshot.json"
 LOCK_FILE = "anyshot.lock"
 SHARD_DIR = "shard"
+DOCUMENTS_DIR = "documents"
 FORMAT_VERSION = 1
 EDGE_CONFIG_FILE = "edge_config.json"
 """Where Qdrant Edge persists a shard's configuration (read for :meth:`EdgeStore.info`)."""
@@ -104,6 +113,18 @@ class EdgeStore(VectorStore):
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._lock_fd = fd
+
+    def hold(self) -> None:
+        """Take the store's lock now, even before a collection exists.
+
+        A process that will write later (the API server, which indexes on request) holds the
+        folder from the start, so that no other process creates a collection under it.
+
+        Raises:
+            StoreLockedError: Another process has this store open.
+        """
+        if self._lock_fd is None:
+            self._lock()
 
     def _read_metadata(self) -> ModelIdentity:
         path = self.root / METADATA_FILE
@@ -270,6 +291,30 @@ class EdgeStore(VectorStore):
             shard.update,
             qe.UpdateOperation.set_payload([int(i) for i in ids], payload),
         )
+
+    def read_document(self, name: str) -> dict[str, Any] | None:
+        path = self.root / DOCUMENTS_DIR / f"{check_document_name(name)}.json"
+        if self._model is None or not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{path}: unreadable document: {exc}") from exc
+
+    def write_document(self, name: str, document: dict[str, Any] | None) -> None:
+        self.require_model()
+        folder = self.root / DOCUMENTS_DIR
+        path = folder / f"{check_document_name(name)}.json"
+        try:
+            if document is None:
+                path.unlink(missing_ok=True)
+                return
+            folder.mkdir(exist_ok=True)
+            tmp = path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(document, indent=1), encoding="utf-8")
+            os.replace(tmp, path)  # readers never see half a document
+        except OSError as exc:
+            raise StoreError(f"cannot write {path}: {exc}") from exc
 
     def optimize(self) -> bool:
         if self._shard is None:

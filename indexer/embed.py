@@ -119,6 +119,7 @@ class Embedder:
         model.eval()
         self.model = model.to(device=self.runtime.device, dtype=self.runtime.dtype)
         self.preprocess: Callable[[Image.Image], torch.Tensor] = preprocess
+        self._encode_text = trimmed_text_encoder(self.model) or self.model.encode_text
         self.image_size = _image_size(model)
         self.dim = _embed_dim(model)
         self.identity = ModelIdentity(
@@ -201,7 +202,7 @@ class Embedder:
             raise QueryError("empty text query")
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return self._run(self._tokenizer(list(texts)), self.model.encode_text)
+        return self._run(self._tokenizer(list(texts)), self._encode_text)
 
     def _run(
         self, inputs: torch.Tensor, encode: Callable[[torch.Tensor], torch.Tensor]
@@ -216,6 +217,44 @@ class Embedder:
                 features = encode(batch).float()
                 chunks.append(torch.nn.functional.normalize(features, dim=-1).cpu().numpy())
         return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+def trimmed_text_encoder(
+    model: torch.nn.Module,
+) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """A text encoder that runs the text tower over the tokens present, not the whole context.
+
+    CLIP's text tower is causal and pools at the end-of-text token (the largest token id), so
+    the padding after it changes nothing: cutting the batch after its longest text gives the
+    same features (to float rounding) several times faster (77 → ~10 positions for a query).
+
+    Returns:
+        The encoder, or None when the model is not a causal, argmax-pooled open_clip CLIP.
+    """
+    import open_clip
+    from open_clip.transformer import text_global_pool
+
+    if type(model) is not open_clip.CLIP or getattr(model, "text_pool_type", None) != "argmax":
+        return None
+    if getattr(model, "attn_mask", None) is None:
+        return None
+
+    def encode(tokens: torch.Tensor) -> torch.Tensor:
+        length = int(tokens.argmax(dim=1).max()) + 1  # the end-of-text token has the top id
+        if length >= tokens.shape[1]:
+            return model.encode_text(tokens)
+        tokens = tokens[:, :length]
+        cast = model.transformer.get_cast_dtype()
+        x = model.token_embedding(tokens).to(cast) + model.positional_embedding[:length].to(cast)
+        x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+        x = model.ln_final(x)
+        x = text_global_pool(x, tokens, "argmax", eos_token_id=getattr(model, "text_eos_id", None))
+        projection = model.text_projection
+        if projection is None:
+            return x
+        return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
+
+    return encode
 
 
 def _image_size(model: torch.nn.Module) -> int:

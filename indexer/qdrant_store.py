@@ -7,6 +7,7 @@ suite covers the server path without a server.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -25,9 +26,13 @@ from indexer.store import (
     StoredPoint,
     StoreInfo,
     VectorStore,
+    check_document_name,
 )
 
 METADATA_KEY = "anyshot"
+DOCUMENT_KEY = "anyshot_document_{}"
+"""Collection metadata key of a document; its value is the document as a JSON string, so that
+the server's merge of metadata replaces a document instead of merging old keys into it."""
 FORMAT_VERSION = 1
 _QDRANT_ERRORS = (UnexpectedResponse, ResponseHandlingException, ValueError, OSError, RuntimeError)
 _PAYLOAD_SCHEMA = {
@@ -242,6 +247,62 @@ class QdrantClientStore(VectorStore):
             payload=payload,
             points=[int(i) for i in ids],
             wait=True,
+        )
+
+    def search_batch(
+        self,
+        vectors: np.ndarray,
+        *,
+        limit: int,
+        where: PayloadFilter | None = None,
+        score_threshold: float | None = None,
+    ) -> list[list[ScoredPoint]]:
+        self.require_model()
+        query_filter = _client_filter(where)
+        requests = [
+            models.QueryRequest(
+                query=row,
+                using=VECTOR_NAME,
+                limit=limit,
+                filter=query_filter,
+                score_threshold=score_threshold,
+                with_payload=True,
+            )
+            for row in np.asarray(vectors, dtype=np.float32).tolist()
+        ]
+        if not requests:
+            return []
+        responses = self._call(
+            "search", self.client.query_batch_points, self.collection, requests=requests
+        )
+        return [
+            [ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in r.points]
+            for r in responses
+        ]
+
+    def read_document(self, name: str) -> dict[str, Any] | None:
+        key = DOCUMENT_KEY.format(check_document_name(name))
+        if not self._exists():
+            return None
+        info = self._call("read the collection", self.client.get_collection, self.collection)
+        raw = (info.config.metadata or {}).get(key)
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"collection metadata {key!r} is not a JSON document") from exc
+
+    def write_document(self, name: str, document: dict[str, Any] | None) -> None:
+        key = DOCUMENT_KEY.format(check_document_name(name))
+        self.require_model()
+        # An empty string stands for "deleted": a metadata merge cannot remove a key.
+        value = "" if document is None else json.dumps(document)
+        self._call(
+            "write collection metadata",
+            self.client.update_collection,
+            self.collection,
+            metadata={key: value},
         )
 
     def info(self) -> StoreInfo:

@@ -13,6 +13,7 @@ Every backend stores the schema of :mod:`indexer.schema` and records which model
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
@@ -24,6 +25,8 @@ from indexer.errors import ModelMismatchError, StoreError, StoreNotFoundError
 from indexer.schema import ModelIdentity
 
 MEMORY_LOCATION = ":memory:"
+DOCUMENT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+"""Names of documents kept with a collection (:meth:`VectorStore.write_document`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +177,41 @@ class VectorStore(abc.ABC):
     def set_payload(self, ids: Sequence[int], payload: dict[str, Any]) -> None:
         """Set payload keys on existing points (other keys are kept)."""
 
+    def search_batch(
+        self,
+        vectors: np.ndarray,
+        *,
+        limit: int,
+        where: PayloadFilter | None = None,
+        score_threshold: float | None = None,
+    ) -> list[list[ScoredPoint]]:
+        """Run one search per row of ``vectors``; backends with a batch call override this."""
+        return [
+            self.search(vector, limit=limit, where=where, score_threshold=score_threshold)
+            for vector in np.asarray(vectors, dtype=np.float32)
+        ]
+
+    # -- documents -----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def read_document(self, name: str) -> dict[str, Any] | None:
+        """Return a small JSON document kept with the collection (concepts, ...), or None.
+
+        Args:
+            name: The document's name (letters, digits, ``_`` and ``-``).
+        """
+
+    @abc.abstractmethod
+    def write_document(self, name: str, document: dict[str, Any] | None) -> None:
+        """Replace a small JSON document kept with the collection; None deletes it.
+
+        Documents live and move with the collection (a file in a store folder, collection
+        metadata on a server), not in the points.
+
+        Raises:
+            StoreNotFoundError: The store holds no collection yet.
+        """
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     def optimize(self) -> bool:
@@ -196,6 +234,13 @@ class VectorStore(abc.ABC):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def check_document_name(name: str) -> str:
+    """Return ``name`` if it may name a document, else raise StoreError."""
+    if not DOCUMENT_NAME.match(name):
+        raise StoreError(f"invalid document name {name!r}: use letters, digits, '_' and '-'")
+    return name
 
 
 def open_store(settings: StoreSettings) -> VectorStore:

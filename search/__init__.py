@@ -9,9 +9,23 @@ from indexer.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "ImageSearch": "search.client",
+    "create_app": "search.api",
+    "Concept": "search.concepts",
+    "DuplicateGroup": "search.duplicates",
+    "ExampleInput": "search.engine",
     "Hit": "search.engine",
     "ImageInput": "search.engine",
+    "PROMPT_TEMPLATES": "search.engine",
     "SearchEngine": "search.engine",
+    "SearchResult": "search.engine",
+    "parse_filters": "search.filters",
+    "KnowledgeBase": "search.knowledge",
+    "KnowledgeEntry": "search.knowledge",
+    "load_knowledge_base": "search.knowledge",
+    "QueryPart": "search.query",
+    "parse_query": "search.query",
+    "TagReport": "search.tagging",
+    "read_labels": "search.tagging",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import click
 
 from indexer.config import Settings, build_settings
-from indexer.errors import AnyshotError
+from indexer.errors import AnyshotError, StoreLockedError
 
 if TYPE_CHECKING:
     from search.client import ImageSearch, IndexRunner
     from search.engine import Hit
+    from search.remote import RemoteServer
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -104,6 +105,7 @@ def main(verbose: int) -> None:
       anyshot index ~/Pictures
       anyshot search "a dog on a beach"
       anyshot search --image ~/Pictures/dog.jpg -k 5 --json
+      anyshot serve                  # HTTP API and search page on http://127.0.0.1:8000/
     """
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(
@@ -178,7 +180,8 @@ def index(
     """Index the images of SOURCE: a folder, a list file (.txt or .parquet) or one image.
 
     Re-running embeds only new and changed images and removes vanished ones; a run that was
-    killed resumes where it stopped.
+    killed resumes where it stopped. While `anyshot serve` holds the store folder, the run
+    goes to the server (which keeps answering searches); the server's settings apply.
 
     \b
     Examples:
@@ -194,14 +197,32 @@ def index(
         include_hidden=include_hidden,
         workers=workers,
     )
-    with user_errors(), open_client(settings) as client, progress_bar() as progress:
-        report = client.index(
-            source,
-            runner=cast("IndexRunner", runner),
-            dask_address=dask_address,
-            dask_workers=dask_workers,
-            progress=progress,
-        )
+    with user_errors():
+        try:
+            client = open_client(settings)
+        except StoreLockedError:
+            server = running_server(settings)
+            if server is None:
+                raise
+            from indexer.indexing import IndexReport
+
+            click.echo(
+                f"{settings.store.location} is open in anyshot serve ({server.url}): "
+                "the server runs the index",
+                err=True,
+            )
+            with server, progress_bar() as progress:
+                summary = server.index(absolute_source(source), progress=progress)
+            report = IndexReport.from_dict(summary)
+        else:
+            with client, progress_bar() as progress:
+                report = client.index(
+                    source,
+                    runner=cast("IndexRunner", runner),
+                    dask_address=dask_address,
+                    dask_workers=dask_workers,
+                    progress=progress,
+                )
     if as_json:
         click.echo(json.dumps(report.to_dict()))
         return
@@ -210,6 +231,29 @@ def index(
         f"{report.removed}, skipped {report.skipped} in {report.seconds:.1f} s "
         f"({report.images_per_second:.1f} images/s)"
     )
+
+
+def absolute_source(source: str) -> str:
+    """A source as the server must see it: an absolute path (URLs and lists stay as given)."""
+    return os.path.abspath(source) if os.path.exists(source) else source
+
+
+def running_server(settings: Settings) -> RemoteServer | None:
+    """The anyshot server that holds this (folder) store open, if it answers."""
+    from indexer.run_folders import is_folder_location
+    from search.remote import RemoteServer, find_server
+
+    if not is_folder_location(settings.store.location):
+        return None
+    found = find_server(Path(settings.store.location).expanduser())
+    if found is None:
+        return None
+    key = settings.api.api_key.get_secret_value() if settings.api.api_key else None
+    server = RemoteServer(found.url, api_key=key)
+    if server.healthy():
+        return server
+    server.close()  # a file left by a server that died: the lock error stands
+    return None
 
 
 @main.command()
@@ -301,7 +345,13 @@ def export_command(folder: str, store: str | None, as_json: bool) -> None:
 @click.option("--store", metavar="LOCATION", help="The store to load into.")
 @click.option("--json", "as_json", is_flag=True, help="Print the count as JSON.")
 def load_command(folder: str, store: str | None, as_json: bool) -> None:
-    """Load Parquet shards from FOLDER (anyshot export, or a store's parquet/) into a store."""
+    """Load Parquet shards from FOLDER (anyshot export, or a store's parquet/) into a store.
+
+    \b
+    Examples:
+      anyshot load ./snapshot --store http://qdrant:6333
+      anyshot load ./index/parquet --store ./rebuilt-index
+    """
     from indexer.transfer import load_collection
 
     settings = build_settings(store=store)
@@ -326,6 +376,21 @@ def load_command(folder: str, store: str | None, as_json: bool) -> None:
     metavar="ID",
     help="Search by an indexed image (more like this).",
 )
+@click.option(
+    "--not",
+    "negatives",
+    multiple=True,
+    metavar="TEXT",
+    help="Push results away from TEXT (repeatable).",
+)
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="EXPR",
+    help="Payload filter (repeatable, all must hold): folder=/photos/2024, format=JPEG,PNG, "
+    "tag=cat, mtime>=2024-01-01, size<2MB, id=5.",
+)
 @store_options
 @click.option(
     "-k",
@@ -336,13 +401,20 @@ def load_command(folder: str, store: str | None, as_json: bool) -> None:
     help="How many results.",
 )
 @click.option("--offset", type=click.IntRange(0), default=0, help="Skip this many results.")
-@click.option("--threshold", type=float, help="Only results with at least this score.")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(-1, 1),
+    metavar="SCORE",
+    help="Only results with at least this score (cosine, -1..1).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, best first.")
 def search(
     text: str | None,
     image: str | None,
     name: str | None,
     similar_to: int | None,
+    negatives: tuple[str, ...],
+    filters: tuple[str, ...],
     store: str | None,
     model: str | None,
     pretrained: str | None,
@@ -353,24 +425,77 @@ def search(
 ) -> None:
     """Search the collection by TEXT, an example --image, a --name, or an indexed --id.
 
+    Prints a table (rank, score, path), or with --json one object per line (id, uri, score,
+    payload), best first. While `anyshot serve` holds the store, the search goes through it.
+
     \b
     Examples:
       anyshot search "a red circle"
+      anyshot search "a beach" --not "people" --filter format=JPEG --threshold 0.2
       anyshot search --image query.jpg -k 20 --json
-      anyshot search --name heart
+      anyshot search --name heart --filter folder=/data/shapes
+      anyshot search --id 1234567890
     """
     settings = build_settings(store=store, model=model, pretrained=pretrained)
-    with user_errors(), open_client(settings) as client:
-        hits = client.search(
-            text,
-            image=image,
-            name=name,
-            similar_to=similar_to,
-            k=k,
-            offset=offset,
-            threshold=threshold,
-        )
+    options: dict[str, Any] = {"k": k, "offset": offset, "threshold": threshold}
+    with user_errors():
+        try:
+            client = open_client(settings)
+        except StoreLockedError:
+            server = running_server(settings)
+            if server is None:
+                raise
+            with server:
+                hits = search_through_server(
+                    server, text, image, name, similar_to, negatives, filters, options
+                )
+        else:
+            with client:
+                hits = client.search(
+                    text,
+                    image=image,
+                    name=name,
+                    similar_to=similar_to,
+                    negatives=negatives,
+                    where=list(filters) or None,
+                    **options,
+                )
     print_hits(hits, as_json=as_json, first_rank=offset + 1)
+
+
+def search_through_server(
+    server: RemoteServer,
+    text: str | None,
+    image: str | None,
+    name: str | None,
+    similar_to: int | None,
+    negatives: tuple[str, ...],
+    filters: tuple[str, ...],
+    options: dict[str, Any],
+) -> list[Hit]:
+    """Search through a running server (which holds the store open)."""
+    import base64
+
+    from indexer.decode import read_image_bytes
+    from indexer.errors import ImageDecodeError, QueryError
+    from search.engine import Hit
+
+    request: dict[str, Any] = {
+        "text": text,
+        "name": name,
+        "id": similar_to,
+        "negatives": list(negatives),
+        "filters": list(filters),
+        **options,
+    }
+    if image is not None:
+        # The server may not read this machine's files (nor fetch URLs): send the bytes.
+        try:
+            request["image"] = base64.b64encode(read_image_bytes(image)).decode()
+        except ImageDecodeError as exc:
+            raise QueryError(f"cannot use the example image {exc.path}: {exc.reason}") from exc
+    found = server.search({key: v for key, v in request.items() if v not in (None, [])})
+    return [Hit(h["id"], h["uri"], h["score"], h.get("payload") or {}) for h in found]
 
 
 @main.command()
@@ -394,6 +519,11 @@ def demo(folder: str, images: int, as_json: bool) -> None:
 
     Uses anyshot-tiny, a small model shipped with anyshot that knows only this synthetic
     domain (real photos need a pretrained model such as the default ViT-B-32).
+
+    \b
+    Examples:
+      anyshot demo
+      anyshot demo --folder /tmp/shapes --images 500 --json
     """
     from search.demo import run_demo
 
@@ -470,11 +600,18 @@ def print_hits(hits: list[Hit], *, as_json: bool, first_rank: int = 1) -> None:
 @store_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def info(store: str | None, model: str | None, pretrained: str | None, as_json: bool) -> None:
-    """Show the collection: location, backend, model, number of images, size on disk."""
+    """Show the collection: name, location, backend, model, number of images, size on disk.
+
+    \b
+    Examples:
+      anyshot info --store ./index
+      anyshot info --json
+    """
     settings = build_settings(store=store, model=model, pretrained=pretrained)
     with user_errors(), open_client(settings) as client:
         details = client.info()
     data = {
+        "collection": settings.store.collection,
         "location": details.location,
         "backend": details.backend,
         "model": details.model.to_dict() if details.model else None,
@@ -489,4 +626,278 @@ def info(store: str | None, model: str | None, pretrained: str | None, as_json: 
     for key, value in data.items():
         if key == "model" and details.model is not None:
             value = f"{details.model.label} ({details.model.dim}-d)"
+        elif key == "disk_bytes":
+            key, value = "size on disk", human_bytes(details.disk_bytes)
         click.echo(f"{key:>16}: {value}")
+
+
+def human_bytes(count: int | None) -> str:
+    """1536 → '1.5 KiB'."""
+    if count is None:
+        return "-"
+    size = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{count} B"
+
+
+@main.command()
+@store_options
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    metavar="ORIGIN",
+    help="Let web pages from ORIGIN call the API (repeatable; '*' for any, e.g. clip-front).",
+)
+@click.option(
+    "--api-key",
+    envvar="ANYSHOT_API__API_KEY",
+    metavar="KEY",
+    help="Require this key (header X-API-Key) on every endpoint but /healthz and the page.",
+)
+@click.option("--log-level", default="info", show_default=True, help="uvicorn's log level.")
+def serve(
+    store: str | None,
+    model: str | None,
+    pretrained: str | None,
+    host: str,
+    port: int,
+    cors_origins: tuple[str, ...],
+    api_key: str | None,
+    log_level: str,
+) -> None:
+    """Serve the HTTP API and the search page until stopped (Ctrl-C).
+
+    The server owns the store: `anyshot index` and `anyshot search` on the same store folder
+    go through it (indexing runs in the server while it keeps answering searches). It also
+    speaks clip-retrieval's clip-back protocol, so clip-front works against it.
+
+    \b
+    Examples:
+      anyshot serve --store ./index                      # http://127.0.0.1:8000/
+      anyshot serve --store ./index --port 1234 --cors-origin '*'
+      curl 'http://127.0.0.1:8000/search?q=a+red+circle&k=5'
+    """
+    import uvicorn
+
+    from search.api import create_app
+
+    settings = build_settings(store=store, model=model, pretrained=pretrained)
+    update: dict[str, Any] = {}
+    if cors_origins:
+        update["cors_origins"] = list(cors_origins)
+    if api_key:
+        update["api_key"] = api_key
+    if update:
+        settings.api = type(settings.api).model_validate(
+            settings.api.model_dump(exclude_unset=True) | update
+        )
+    local_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    url = f"http://{'[' + local_host + ']' if ':' in local_host else local_host}:{port}"
+    with user_errors():
+        from indexer.edge_store import EdgeStore
+        from indexer.store import open_store
+
+        # A locked or broken store is one line here, not a traceback from the server's startup.
+        with open_store(settings.store) as opened:
+            if isinstance(opened, EdgeStore):
+                opened.hold()  # an empty folder held by another server too
+        app = create_app(settings, advertise_url=url)
+        click.echo(f"anyshot serving {settings.store.location} at {url}/", err=True)
+        if host not in ("127.0.0.1", "localhost", "::1") and settings.api.api_key is None:
+            click.secho(
+                f"warning: listening on {host} without an API key: anyone who reaches this "
+                "port can search, read the indexed images and start index runs (--api-key)",
+                fg="yellow",
+                err=True,
+            )
+        uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+@main.group()
+def concept() -> None:
+    """Named concepts: the mean of a few example images, searchable with --name.
+
+    \b
+    Examples:
+      anyshot concept add my-cat cat1.jpg cat2.jpg cat3.jpg
+      anyshot concept list
+      anyshot search --name my-cat
+      anyshot concept remove my-cat
+    """
+
+
+@concept.command("add")
+@click.argument("name")
+@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
+@store_options
+@click.option("--json", "as_json", is_flag=True, help="Print the concept as JSON.")
+def concept_add(
+    name: str,
+    images: tuple[str, ...],
+    store: str | None,
+    model: str | None,
+    pretrained: str | None,
+    as_json: bool,
+) -> None:
+    """Define (or redefine) concept NAME from example IMAGE files or URLs.
+
+    \b
+    Example:
+      anyshot concept add grandma grandma-1.jpg grandma-2.jpg --store ./index
+    """
+    settings = build_settings(store=store, model=model, pretrained=pretrained)
+    with user_errors(), open_client(settings) as client:
+        defined = client.add_concept(name, list(images))
+    data = defined.to_dict()
+    if as_json:
+        click.echo(json.dumps(data))
+        return
+    click.echo(f"concept {name!r} defined from {len(images)} images")
+
+
+@concept.command("list")
+@store_options
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def concept_list(
+    store: str | None, model: str | None, pretrained: str | None, as_json: bool
+) -> None:
+    """List the concepts of the collection.
+
+    \b
+    Example:
+      anyshot concept list --json
+    """
+    settings = build_settings(store=store, model=model, pretrained=pretrained)
+    with user_errors(), open_client(settings) as client:
+        defined = client.concepts()
+    if as_json:
+        for item in defined:
+            click.echo(json.dumps(item.to_dict()))
+        return
+    if not defined:
+        click.echo("no concepts (add one: anyshot concept add NAME IMAGE...)")
+        return
+    width = max(len(item.name) for item in defined)
+    for item in defined:
+        click.echo(
+            f"{item.name:<{width}}  {len(item.examples)} examples: {', '.join(item.examples)}"
+        )
+
+
+@concept.command("remove")
+@click.argument("name")
+@store_options
+def concept_remove(name: str, store: str | None, model: str | None, pretrained: str | None) -> None:
+    """Remove concept NAME.
+
+    \b
+    Example:
+      anyshot concept remove grandma
+    """
+    settings = build_settings(store=store, model=model, pretrained=pretrained)
+    with user_errors(), open_client(settings) as client:
+        client.remove_concept(name)
+    click.echo(f"concept {name!r} removed")
+
+
+@main.command()
+@click.option(
+    "--labels",
+    "labels_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="A file of labels, one per line.",
+)
+@store_options
+@click.option(
+    "--top", type=click.IntRange(1, 100), default=1, show_default=True, help="Tags per image."
+)
+@click.option(
+    "--min-score",
+    type=click.FloatRange(0, 1),
+    metavar="SCORE",
+    help="Only tags with at least this probability (softmax over the labels, 0..1).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def tag(
+    labels_file: str,
+    store: str | None,
+    model: str | None,
+    pretrained: str | None,
+    top: int,
+    min_score: float | None,
+    as_json: bool,
+) -> None:
+    """Tag every image with its best labels from --labels FILE (zero-shot).
+
+    Tags are stored in the payload: search them with --filter tag=LABEL.
+
+    \b
+    Examples:
+      printf 'cat\\ndog\\nbeach\\n' > labels.txt
+      anyshot tag --labels labels.txt --top 2 --store ./index
+      anyshot search "sunset" --filter tag=beach
+    """
+    from search.tagging import read_labels
+
+    settings = build_settings(store=store, model=model, pretrained=pretrained)
+    with user_errors():
+        labels = read_labels(labels_file)
+        with open_client(settings) as client, progress_bar(enabled=not as_json) as progress:
+            report = client.tag(labels, top=top, min_score=min_score, progress=progress)
+    data = report.to_dict()
+    if as_json:
+        click.echo(json.dumps(data))
+        return
+    click.echo(f"tagged {report.tagged} of {report.images} images in {report.seconds:.1f} s")
+    for label, count in report.counts.items():
+        click.echo(f"{count:>8}  {label}")
+
+
+@main.command()
+@store_options
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    metavar="SCORE",
+    help="Cosine similarity from which images count as duplicates (default: near-identical).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per group.")
+def dupes(
+    store: str | None,
+    model: str | None,
+    pretrained: str | None,
+    threshold: float | None,
+    as_json: bool,
+) -> None:
+    """Find groups of duplicate and near-duplicate images.
+
+    \b
+    Examples:
+      anyshot dupes --store ./index
+      anyshot dupes --threshold 0.95 --json
+    """
+    settings = build_settings(store=store, model=model, pretrained=pretrained)
+    with (
+        user_errors(),
+        open_client(settings) as client,
+        progress_bar(enabled=not as_json) as progress,
+    ):
+        groups = client.duplicates(threshold=threshold, progress=progress)
+    if as_json:
+        for group in groups:
+            click.echo(json.dumps(group.to_dict()))
+        return
+    if not groups:
+        click.echo("no duplicates")
+        return
+    for number, group in enumerate(groups, start=1):
+        click.secho(f"group {number}: {len(group.uris)} images, score {group.score:.3f}", bold=True)
+        for uri in group.uris:
+            click.echo(f"  {uri}")

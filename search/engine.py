@@ -1,7 +1,32 @@
-"""The query engine: turn a text or an example image into a vector and find its neighbours."""
+"""The query engine: turn texts, example images, names and ids into one vector, find neighbours.
+
+Every query is a list of :class:`~search.query.QueryPart`. Each part becomes a unit vector:
+
+- ``text``: the text's embedding (cached, LRU);
+- ``image``: the example image's embedding; ``id``: the stored vector of an indexed image;
+- ``name``: resolved in this order, and the result's ``explain`` says which way it went:
+  1. a registered **concept** (:mod:`search.concepts`): the unit mean of its examples;
+  2. a **description** from the knowledge base (:mod:`search.knowledge`), or online when that
+     is switched on: the unit mean of its descriptions' embeddings, with the name in prompt
+     templates counted as ``search.name_weight`` more descriptions;
+  3. **prompt templates** (the CLIP paper's ensemble, averaged).
+
+The query vector is the unit sum of the parts' vectors times their weights (a negative weight
+pushes results away). Optional **visual query expansion** (text and name queries): search, take
+the mean embedding of the top images, blend it into the query, search again.
+
+Scores are cosine similarities to the vector searched, and their scale depends on what was
+compared: text↔image similarities of CLIP models are low (about 0.2–0.35 for a match with
+ViT-B-32), image↔image ones high (0.6–1.0). ``explain["score_scale"]`` names the scale of a
+result (``text-image``, ``image-image``, ``mixed``), and a threshold always applies on the
+scale of the query as given: with expansion it is checked against the un-expanded query.
+"""
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -9,13 +34,20 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from indexer.config import SearchSettings
 from indexer.decode import decode_image, load_image
 from indexer.embed import Embedder
 from indexer.errors import ImageDecodeError, ModelMismatchError, QueryError
-from indexer.store import PayloadFilter, VectorStore
+from indexer.store import PayloadFilter, ScoredPoint, VectorStore
+from search.concepts import ConceptRegistry
+from search.knowledge import KnowledgeBase, KnowledgeEntry, OnlineDescriptions
+from search.query import QueryPart
 
 ImageInput = str | Path | bytes | Image.Image
 """An example image: a file path, an http(s) URL, encoded bytes or a PIL image."""
+
+ExampleInput = ImageInput | int
+"""An example image, or the id of an indexed image."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +76,26 @@ class Hit:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """Hits and how the query was answered.
+
+    Attributes:
+        hits: The results, best first.
+        explain: The parts used (``parts``), how each name was resolved (``names``: dicts with
+            ``name`` and ``resolved_as`` = ``concept``, ``description`` or ``templates``),
+            ``expansion`` (``applied`` and the ids it used), ``score_scale``, ``threshold``,
+            ``collapsed`` (near-duplicates dropped).
+    """
+
+    hits: list[Hit]
+    explain: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the result as JSON-ready values."""
+        return {"hits": [hit.to_dict() for hit in self.hits], "explain": self.explain}
+
+
 PROMPT_TEMPLATES = (
     "a photo of a {}.",
     "a picture of a {}.",
@@ -57,6 +109,24 @@ PROMPT_TEMPLATES = (
 )
 """Templates that turn a name into descriptions (a subset of the CLIP paper's ensemble)."""
 
+_CANDIDATE_FACTOR = 4
+_MIN_CANDIDATES = 50
+
+
+def unit(vector: np.ndarray) -> np.ndarray:
+    """``vector`` scaled to length 1 (float32)."""
+    norm = float(np.linalg.norm(vector))
+    if norm == 0.0 or not np.isfinite(norm):
+        raise QueryError("the query parts cancel out: nothing left to search for")
+    return (np.asarray(vector, np.float64) / norm).astype(np.float32)
+
+
+@dataclass
+class _Embedded:
+    vector: np.ndarray
+    modality: str  # "text" or "image"
+    explain: dict[str, Any]
+
 
 class SearchEngine:
     """Searches one store with one embedder; both must come from the same model.
@@ -64,18 +134,337 @@ class SearchEngine:
     Args:
         store: An open store with a collection in it.
         embedder: The model that built the collection.
+        settings: Search settings (expansion, duplicates, names); defaults if None.
+        knowledge: Names with descriptions, for name queries.
+        online: An online description source, consulted after ``knowledge``.
 
     Raises:
         StoreNotFoundError: The store holds no collection yet.
         ModelMismatchError: The store was built by another model.
     """
 
-    def __init__(self, store: VectorStore, embedder: Embedder) -> None:
+    def __init__(
+        self,
+        store: VectorStore,
+        embedder: Embedder,
+        settings: SearchSettings | None = None,
+        *,
+        knowledge: KnowledgeBase | None = None,
+        online: OnlineDescriptions | None = None,
+    ) -> None:
         stored = store.require_model()
         if not stored.is_compatible(embedder.identity):
             raise ModelMismatchError(stored.label, embedder.identity.label)
         self.store = store
         self.embedder = embedder
+        self.settings = settings or SearchSettings()
+        self.knowledge = knowledge
+        self.online = online
+        self.concepts = ConceptRegistry(store)
+        self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._text_cache_lock = threading.Lock()
+
+    # -- embedding -----------------------------------------------------------------------------
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts through an LRU cache (``search.text_cache_size`` entries).
+
+        Raises:
+            QueryError: A text is empty or only whitespace.
+        """
+        texts = [t.strip() if isinstance(t, str) else "" for t in texts]
+        if any(not t for t in texts):
+            raise QueryError("empty text query")
+        # The API server searches from several threads: the cache is read and updated under a
+        # lock (an entry evicted between a check and its use would otherwise be a KeyError).
+        with self._text_cache_lock:
+            cached = {t: self._text_cache[t] for t in texts if t in self._text_cache}
+        missing = list(dict.fromkeys(t for t in texts if t not in cached))
+        fresh = dict(zip(missing, self.embedder.embed_texts(missing), strict=True))
+        out = np.stack([fresh[t] if t in fresh else cached[t] for t in texts])
+        size = self.settings.text_cache_size
+        with self._text_cache_lock:
+            for text in texts:
+                if text in fresh:
+                    self._text_cache[text] = fresh[text]
+                if text in self._text_cache:
+                    self._text_cache.move_to_end(text)
+            while len(self._text_cache) > size:
+                self._text_cache.popitem(last=False)
+        return out
+
+    def embed_image(self, image: ImageInput) -> np.ndarray:
+        """Embed an example image given as a path, URL, bytes or PIL image.
+
+        Raises:
+            QueryError: The image cannot be read or decoded.
+        """
+        try:
+            if isinstance(image, Image.Image):
+                pil = image.convert("RGB")
+            elif isinstance(image, bytes | bytearray):
+                pil = decode_image(
+                    bytes(image), uri="<uploaded image>", target_size=self.embedder.image_size
+                ).image
+            elif isinstance(image, str | Path):
+                pil = load_image(str(image), target_size=self.embedder.image_size).image
+            else:
+                raise QueryError(f"not an image: {type(image).__name__}")
+        except ImageDecodeError as exc:
+            raise QueryError(f"cannot use the example image {exc.path}: {exc.reason}") from exc
+        return self.embedder.embed_images([pil])[0]
+
+    def stored_vectors(self, point_ids: Sequence[int]) -> np.ndarray:
+        """The stored vectors of indexed images, in the order asked.
+
+        Raises:
+            QueryError: An id is not in the collection.
+        """
+        ids = [int(i) for i in point_ids]
+        found = {p.id: p.vector for p in self.store.retrieve(ids, with_vectors=True)}
+        missing = [i for i in ids if found.get(i) is None]
+        if missing:
+            raise QueryError(f"no image with id {missing[0]} in the collection")
+        return np.stack([found[i] for i in ids]).astype(np.float32)
+
+    def embed_example(self, example: ExampleInput) -> tuple[np.ndarray, str]:
+        """Embed an example image or look up an indexed one (an int, or ``"id:N"``).
+
+        Returns:
+            The unit vector and a label of the example (its path or URL, ``id:N``, ``<bytes>``).
+        """
+        if isinstance(example, int) and not isinstance(example, bool):
+            return self.stored_vectors([example])[0], f"id:{example}"
+        if isinstance(example, str) and example.startswith("id:"):
+            try:
+                point = int(example[3:])
+            except ValueError:
+                raise QueryError(f"not an image id: {example!r}") from None
+            return self.stored_vectors([point])[0], example
+        label = str(example) if isinstance(example, str | Path) else f"<{type(example).__name__}>"
+        return self.embed_image(example), label
+
+    def embed_templates(self, name: str) -> np.ndarray:
+        """The unit mean of a name in every prompt template (the CLIP paper's ensembling)."""
+        return unit(self.embed_texts([t.format(name) for t in PROMPT_TEMPLATES]).mean(axis=0))
+
+    def embed_name(self, name: str) -> np.ndarray:
+        """Embed a name the way a name query does (concept, description or templates).
+
+        Raises:
+            QueryError: The name is empty, or unknown while template fallback is off.
+        """
+        return self._resolve_name(name).vector
+
+    def describe(self, name: str) -> KnowledgeEntry | None:
+        """What the knowledge base (then the online source, if on) knows of a name."""
+        entry = self.knowledge.lookup(name) if self.knowledge is not None else None
+        if entry is None and self.online is not None:
+            entry = self.online.lookup(name)
+        return entry
+
+    def _resolve_name(self, name: str) -> _Embedded:
+        name = name.strip() if isinstance(name, str) else ""
+        if not name:
+            raise QueryError("empty name")
+        concept = self.concepts.get(name)
+        if concept is not None:
+            return _Embedded(
+                concept.vector,
+                "image",
+                {
+                    "name": name,
+                    "resolved_as": "concept",
+                    "concept": concept.name,
+                    "examples": len(concept.examples),
+                },
+            )
+        entry = self.describe(name)
+        if entry is not None and entry.descriptions:
+            # CuPL-style: the descriptions' mean, plus the name in templates counted as
+            # ``name_weight`` descriptions (0 for names the model cannot know).
+            weight = self.settings.name_weight
+            described = self.embed_texts(list(entry.descriptions)).sum(axis=0)
+            if weight > 0:
+                described = described + weight * self.embed_templates(entry.name)
+            return _Embedded(
+                unit(described),
+                "text",
+                {
+                    "name": name,
+                    "resolved_as": "description",
+                    "entry": entry.name,
+                    "descriptions": list(entry.descriptions),
+                    "source": entry.source,
+                },
+            )
+        if not self.settings.name_templates:
+            raise QueryError(
+                f"unknown name {name!r}: register it as a concept with example images, or add "
+                f"it to the knowledge base"
+            )
+        target = entry.name if entry is not None else name
+        return _Embedded(
+            self.embed_templates(target),
+            "text",
+            {"name": name, "resolved_as": "templates", "templates": len(PROMPT_TEMPLATES)},
+        )
+
+    def _embed_part(self, part: QueryPart) -> _Embedded:
+        if part.kind == "text":
+            if not isinstance(part.value, str) or not part.value.strip():
+                raise QueryError("empty text query")
+            return _Embedded(self.embed_texts([part.value])[0], "text", {})
+        if part.kind == "name":
+            return self._resolve_name(part.value)
+        if part.kind == "id":
+            try:
+                point = int(part.value)
+            except (TypeError, ValueError):
+                raise QueryError(f"not an image id: {part.value!r}") from None
+            return _Embedded(self.stored_vectors([point])[0], "image", {})
+        return _Embedded(self.embed_image(part.value), "image", {})
+
+    # -- searching -----------------------------------------------------------------------------
+
+    def query(
+        self,
+        parts: Sequence[QueryPart],
+        *,
+        k: int = 10,
+        offset: int = 0,
+        where: PayloadFilter | None = None,
+        threshold: float | None = None,
+        expand: bool | None = None,
+        collapse_duplicates: bool | float = False,
+    ) -> SearchResult:
+        """Answer a query of one or more weighted parts.
+
+        Args:
+            parts: What to search for; at least one part with a positive weight.
+            k: How many hits.
+            offset: How many of the best hits to skip (pagination).
+            where: Conditions on the payload.
+            threshold: Minimum score, on the scale of the query as given (see module docs).
+            expand: Visual query expansion for text and name queries; None: the setting.
+            collapse_duplicates: Keep only the best of near-duplicate hits: True uses
+                ``search.duplicate_threshold``, a float is the image↔image threshold.
+
+        Returns:
+            Hits, best first, and ``explain``.
+
+        Raises:
+            QueryError: No positive part, an empty text, an unknown id, an unreadable image.
+        """
+        if k < 1:
+            raise QueryError(f"k must be at least 1, not {k}")
+        if offset < 0:
+            raise QueryError(f"offset must not be negative, not {offset}")
+        if not parts:
+            raise QueryError("empty query: give a text, an image, a name or an image id")
+        if not any(part.weight > 0 for part in parts):
+            raise QueryError("a query needs at least one positive part")
+        embedded = [self._embed_part(part) for part in parts]
+        query = unit(sum(p.weight * e.vector for p, e in zip(parts, embedded, strict=True)))
+        positive = {e.modality for p, e in zip(parts, embedded, strict=True) if p.weight > 0}
+        scale = "mixed" if len(positive) > 1 else f"{positive.pop()}-image"
+        explain: dict[str, Any] = {
+            "parts": [part.to_dict() for part in parts],
+            "names": [e.explain for e in embedded if e.explain],
+            "score_scale": scale,
+            "threshold": threshold,
+        }
+
+        expand = self.settings.expand if expand is None else expand
+        searched = query
+        if expand and scale == "text-image":
+            searched, explain["expansion"] = self._expand(query, where)
+        else:
+            reason = "off" if not expand else "only for text and name queries"
+            explain["expansion"] = {"applied": False, "reason": reason}
+
+        collapse = self._collapse_threshold(collapse_duplicates)
+        expanded = searched is not query
+        if collapse is None and not (expanded and threshold is not None):
+            found = self.store.search(
+                searched, limit=k, offset=offset, where=where, score_threshold=threshold
+            )
+            explain["collapsed"] = 0
+        else:
+            found, explain["collapsed"] = self._search_filtered(
+                searched,
+                query,
+                k=k,
+                offset=offset,
+                where=where,
+                threshold=threshold,
+                collapse=collapse,
+                expanded=expanded,
+            )
+        explain["collapse_threshold"] = collapse
+        hits = [Hit(p.id, str(p.payload.get("uri", "")), p.score, p.payload) for p in found]
+        return SearchResult(hits, explain)
+
+    def _expand(
+        self, query: np.ndarray, where: PayloadFilter | None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        top = self.store.search(query, limit=self.settings.expand_top, where=where)
+        if not top:
+            return query, {"applied": False, "reason": "no images to expand from"}
+        vectors = self.stored_vectors([p.id for p in top])
+        weight = self.settings.expand_weight
+        expanded = unit((1.0 - weight) * query + weight * unit(vectors.mean(axis=0)))
+        info = {"applied": True, "from": [p.id for p in top], "weight": weight}
+        return expanded, info
+
+    def _collapse_threshold(self, collapse: bool | float) -> float | None:
+        if collapse is False or collapse is None:
+            return None
+        if collapse is True:
+            return self.settings.duplicate_threshold
+        value = float(collapse)
+        if not 0.0 < value <= 1.0:
+            raise QueryError(f"a duplicate threshold lies in (0, 1], not {value}")
+        return value
+
+    def _search_filtered(
+        self,
+        searched: np.ndarray,
+        query: np.ndarray,
+        *,
+        k: int,
+        offset: int,
+        where: PayloadFilter | None,
+        threshold: float | None,
+        collapse: float | None,
+        expanded: bool,
+    ) -> tuple[list[ScoredPoint], int]:
+        """Search more candidates than asked, then drop some and page: for rules that need the
+        hits' vectors (the un-expanded threshold, near-duplicate collapse)."""
+        limit = max(_MIN_CANDIDATES, _CANDIDATE_FACTOR * (offset + k))
+        candidates = self.store.search(
+            searched, limit=limit, where=where, score_threshold=None if expanded else threshold
+        )
+        if not candidates:
+            return [], 0
+        vectors = self.stored_vectors([p.id for p in candidates])
+        keep = np.ones(len(candidates), bool)
+        if expanded and threshold is not None:
+            keep &= vectors @ query >= threshold
+        kept: list[int] = []
+        collapsed = 0
+        for index in np.flatnonzero(keep):
+            if (
+                collapse is not None
+                and kept
+                and float(np.max(vectors[kept] @ vectors[index])) >= (collapse)
+            ):
+                collapsed += 1
+                continue
+            kept.append(int(index))
+        return [candidates[i] for i in kept[offset : offset + k]], collapsed
+
+    # -- single-kind shortcuts -----------------------------------------------------------------
 
     def search_vector(
         self,
@@ -97,65 +486,17 @@ class SearchEngine:
         return [Hit(p.id, str(p.payload.get("uri", "")), p.score, p.payload) for p in found]
 
     def search_text(self, text: str, **options: Any) -> list[Hit]:
-        """Zero-shot search: images that match a description.
-
-        Raises:
-            QueryError: The text is empty.
-        """
-        if not text or not text.strip():
-            raise QueryError("empty text query")
-        return self.search_vector(self.embedder.embed_texts([text.strip()])[0], **options)
-
-    def embed_image(self, image: ImageInput) -> np.ndarray:
-        """Embed an example image given as a path, URL, bytes or PIL image.
-
-        Raises:
-            QueryError: The image cannot be read or decoded.
-        """
-        try:
-            if isinstance(image, Image.Image):
-                pil = image.convert("RGB")
-            elif isinstance(image, bytes | bytearray):
-                pil = decode_image(
-                    bytes(image), uri="<uploaded image>", target_size=self.embedder.image_size
-                ).image
-            else:
-                pil = load_image(str(image), target_size=self.embedder.image_size).image
-        except ImageDecodeError as exc:
-            raise QueryError(f"cannot use the example image {exc.path}: {exc.reason}") from exc
-        return self.embedder.embed_images([pil])[0]
+        """Zero-shot search: images that match a description."""
+        return self.query([QueryPart("text", text)], **options).hits
 
     def search_image(self, image: ImageInput, **options: Any) -> list[Hit]:
         """One-shot search: images that look like an example."""
-        return self.search_vector(self.embed_image(image), **options)
-
-    def embed_name(self, name: str) -> np.ndarray:
-        """Embed a name through an ensemble of prompt templates (the CLIP paper's recipe).
-
-        Each template ("a photo of a {name}.") is embedded; the unit mean of the embeddings
-        is the name's query vector.
-
-        Raises:
-            QueryError: The name is empty.
-        """
-        name = name.strip() if name else ""
-        if not name:
-            raise QueryError("empty name")
-        vectors = self.embedder.embed_texts([t.format(name) for t in PROMPT_TEMPLATES])
-        mean = vectors.mean(axis=0)
-        return (mean / np.linalg.norm(mean)).astype(np.float32)
+        return self.query([QueryPart("image", image)], **options).hits
 
     def search_name(self, name: str, **options: Any) -> list[Hit]:
-        """Search by a name, through prompt templates."""
-        return self.search_vector(self.embed_name(name), **options)
+        """Search by a name (concept, description or prompt templates)."""
+        return self.query([QueryPart("name", name)], **options).hits
 
     def search_similar(self, point_id: int, **options: Any) -> list[Hit]:
-        """ "More like this": images near an indexed image, by its id.
-
-        Raises:
-            QueryError: No image with that id is in the collection.
-        """
-        found = self.store.retrieve([point_id], with_vectors=True)
-        if not found or found[0].vector is None:
-            raise QueryError(f"no image with id {point_id} in the collection")
-        return self.search_vector(found[0].vector, **options)
+        """ "More like this": images near an indexed image, by its id."""
+        return self.query([QueryPart("id", point_id)], **options).hits

@@ -32,10 +32,6 @@ DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 VENV_BIN = Path(sys.executable).parent
 
-PENDING_COMMANDS = {"serve": {"--store", "--host", "--port"}}
-"""CLI commands that deployment files use before they reach this branch, with the options
-they are specified to take. Once a command exists, its real options are checked instead."""
-
 # Helm chart values keys, from the charts' own values.yaml / values.schema.json:
 # qdrant/qdrant-helm charts/qdrant/values.yaml (top level) and PrefectHQ/prefect-helm
 # charts/prefect-worker/values.schema.json (top level and `worker`).
@@ -122,12 +118,9 @@ def assert_real_settings(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -
 def assert_cli_call(args: list[str]) -> None:
     """``anyshot ARGS`` names a real command and only its real options."""
     command, *rest = args
-    if command in main.commands:
-        params = main.commands[command].params
-        options = {opt for param in params for opt in param.opts + param.secondary_opts}
-    else:
-        assert command in PENDING_COMMANDS, f"anyshot has no command {command!r}"
-        options = PENDING_COMMANDS[command]
+    assert command in main.commands, f"anyshot has no command {command!r}"
+    params = main.commands[command].params
+    options = {opt for param in params for opt in param.opts + param.secondary_opts}
     used = {arg.split("=")[0] for arg in rest if arg.startswith("-")}
     assert used <= options, f"anyshot {command}: unknown options {used - options}"
 

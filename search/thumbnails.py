@@ -1,0 +1,90 @@
+"""Thumbnails of indexed images, made once and cached on disk.
+
+A thumbnail's file name holds the point id, the edge size and the first characters of the
+image's SHA-256, so a changed image gets a new thumbnail and the old one is never served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from PIL import Image
+
+from indexer.config import Settings, default_data_dir
+from indexer.decode import load_image
+from indexer.run_folders import is_folder_location
+
+THUMBNAIL_QUALITY = 85
+
+
+def thumbnail_dir(settings: Settings) -> Path:
+    """Where thumbnails are cached: the setting, ``thumbs/`` in a folder store, else data dir."""
+    if settings.api.thumbnail_dir is not None:
+        return settings.api.thumbnail_dir
+    location = settings.store.location
+    if is_folder_location(location):
+        return Path(location).expanduser() / "thumbs"
+    key = f"{location}#{settings.store.collection}"
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", key).strip("-")[:60]
+    return default_data_dir() / "thumbs" / f"{slug}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+def encode_jpeg(image: Image.Image, size: int) -> bytes:
+    """Shrink an image to fit ``size`` × ``size`` (aspect kept) and encode it as JPEG."""
+    small = image.copy()
+    small.thumbnail((size, size), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    small.convert("RGB").save(buffer, format="JPEG", quality=THUMBNAIL_QUALITY)
+    return buffer.getvalue()
+
+
+class ThumbnailCache:
+    """JPEG thumbnails of indexed images in a folder.
+
+    Args:
+        folder: The cache folder; created on the first thumbnail.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def path(self, point_id: int, size: int, sha256: str) -> Path:
+        """Where the thumbnail of one image at one size is cached."""
+        digest = re.sub(r"[^0-9a-f]", "", sha256.lower())[:16] or "nohash"
+        return self.folder / f"{point_id % 256:02x}" / f"{point_id}-{size}-{digest}.jpg"
+
+    def thumbnail(self, point_id: int, uri: str, sha256: str, size: int) -> bytes:
+        """Return the JPEG thumbnail of an image, making and caching it on the first call.
+
+        Raises:
+            ImageDecodeError: The image cannot be read any more.
+        """
+        cached = self.path(point_id, size, sha256)
+        try:
+            return cached.read_bytes()
+        except OSError:
+            pass
+        data = encode_jpeg(load_image(uri, target_size=size).image, size)
+        self._store(cached, data)
+        return data
+
+    @staticmethod
+    def _store(path: Path, data: bytes) -> None:
+        # Written under a temporary name and renamed, so that a reader never sees half a file.
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data)
+                os.replace(tmp, path)
+            except OSError:
+                os.unlink(tmp)
+                raise
+        except OSError:
+            return  # a read-only cache folder costs speed, not correctness

@@ -1,0 +1,196 @@
+"""`anyshot serve` as a real process: the CLI hands work to it, and a browser uses its page."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from shape_collection import free_port, shape_of, write_shape_images
+
+from search.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def served(tiny_store_template, tmp_path_factory) -> Iterator[tuple[str, Path, Path]]:
+    """`anyshot serve` on a copy of the tiny collection; yields (url, store, images)."""
+    images, template = tiny_store_template
+    root = tmp_path_factory.mktemp("served")
+    store = root / "store"
+    shutil.copytree(template, store)
+    port = free_port()
+    anyshot = Path(sys.executable).parent / "anyshot"
+    log = (root / "serve.log").open("w")
+    env = os.environ | {"ANYSHOT_INDEX__WORKERS": "0", "ANYSHOT_INDEX__BATCH_SIZE": "16"}
+    process = subprocess.Popen(
+        [
+            *(str(anyshot), "serve", "--store", str(store)),
+            *("--host", "127.0.0.1", "--port", str(port), "--cors-origin", "*"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while not (store / "server.json").exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"anyshot serve did not start: {(root / 'serve.log').read_text()}")
+        time.sleep(0.2)
+    try:
+        yield url, store, images
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+    assert not (store / "server.json").exists()
+
+
+def get_json(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=30) as reply:
+        return json.loads(reply.read())
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_server_advertises_itself_in_the_store(served) -> None:
+    url, store, _ = served
+    assert json.loads((store / "server.json").read_text())["url"] == url
+    assert get_json(f"{url}/healthz") == {"status": "ok"}
+
+
+def test_cli_index_and_search_go_through_the_server(served, tmp_path) -> None:
+    url, store, images = served
+    more = tmp_path / "more"
+    write_shape_images(more, 40, seed=21)
+    code, out, err = run("index", str(more), "--store", str(store), "--json")
+    assert code == 0, err
+    assert "anyshot serve" in err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert (summary["indexed"], summary["skipped"]) == (40, 0)
+    assert get_json(f"{url}/collections")[0]["points"] == 160
+
+    code, out, err = run("search", "a cyan heart", "--store", str(store), "-k", "3", "--json")
+    assert code == 0, err
+    hits = [json.loads(line) for line in out.strip().splitlines()]
+    assert [shape_of(h["uri"]) for h in hits] == [("heart", "cyan")] * 3
+    example = images / "ring-blue-006.png"
+    code, out, err = run("search", "--image", str(example), "--store", str(store), "--json")
+    assert code == 0, err
+    assert json.loads(out.splitlines()[0])["uri"] == str(example)
+
+
+@pytest.mark.browser
+def test_the_page_finds_images_in_headless_chromium(served) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    url, _, images = served
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=["--no-sandbox"]
+        )
+        try:
+            page = browser.new_page()
+            page.goto(f"{url}/")
+            page.fill("#k", "6")
+            page.fill("#query", "a red circle")
+            page.press("#query", "Enter")
+            page.wait_for_selector("figure.hit img")
+            # every result image has loaded (a broken image has naturalWidth 0)
+            page.wait_for_function(
+                "[...document.querySelectorAll('figure.hit img')]"
+                ".every(img => img.complete && img.naturalWidth > 0)"
+            )
+            figures = page.query_selector_all("figure.hit")
+            assert len(figures) == 6
+            first_alt = figures[0].query_selector("img").get_attribute("alt")
+            assert shape_of(first_alt) == ("circle", "red")
+            assert float(figures[0].query_selector(".score").inner_text()) > 0
+            assert "6 results" in page.inner_text("#status")
+
+            example = images / "star-black-009.png"
+            page.set_input_files("#file", str(example))
+            page.wait_for_function(
+                f"document.querySelector('figure.hit img')?.alt === {json.dumps(str(example))}"
+            )
+        finally:
+            browser.close()
+
+
+CLIP_FRONT_CALLS = """
+async (back) => {
+  // What clip-front's ClipService does: JSON.stringify'd bodies, no Content-Type header
+  // (so the browser sends text/plain), from a page of another origin.
+  const post = async (path, body) => JSON.parse(await (await fetch(
+    back + path, {method: 'POST', body: JSON.stringify(body)})).text())
+  const indices = JSON.parse(await (await fetch(back + '/indices-list')).text())
+  const results = await post('/knn-service', {
+    text: 'a cyan heart', image: null, image_url: null, embedding_input: null,
+    modality: 'image', num_images: 3, indice_name: indices[0], num_result_ids: 8,
+    use_mclip: false, deduplicate: true, use_safety_model: true,
+    use_violence_detector: true, aesthetic_score: '', aesthetic_weight: '0.5'})
+  const metadata = await post('/metadata', {ids: results.slice(3).map(r => r.id),
+                                           indice_name: indices[0]})
+  const image = new Image()
+  image.src = results[0].url
+  await image.decode()
+  return {indices, results, metadata, width: image.naturalWidth}
+}
+"""
+
+
+@pytest.mark.browser
+def test_clip_front_calls_from_another_origin_in_chromium(served, tmp_path) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    url, _, _ = served
+    front = tmp_path / "front"
+    front.mkdir()
+    (front / "index.html").write_text("<!doctype html><title>a front end</title>")
+    # The front end's own origin: another port (loopback too, as Chromium keeps public pages
+    # from calling loopback addresses without the user's permission).
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(front))
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as front_server:
+        threading.Thread(target=front_server.serve_forever, daemon=True).start()
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=chromium, headless=True, args=["--no-sandbox"]
+            )
+            try:
+                page = browser.new_page()
+                page.goto(f"http://127.0.0.1:{front_server.server_address[1]}/index.html")
+                reply = page.evaluate(CLIP_FRONT_CALLS, url)
+            finally:
+                browser.close()
+        front_server.shutdown()
+    assert reply["indices"] == ["images"]
+    results = reply["results"]
+    assert len(results) == 8 and shape_of(results[0]["image_path"]) == ("heart", "cyan")
+    assert all({"url", "caption", "image"} <= r.keys() for r in results[:3])
+    assert [m["id"] for m in reply["metadata"]] == [r["id"] for r in results[3:]]
+    assert reply["width"] == 64
