@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python -m indexer.models.train_tiny --out indexer/models/anyshot-tiny --seed 0 --threads 2
+    python -m indexer.models.train_tiny --out indexer/models/anyshot-tiny --seed 0 --threads 1
 
 The script draws a training set of the ``train`` split (no held-out shape × colour pair ever
 appears), renders it into memory at 64 px and resizes it to the model's input size exactly as
@@ -13,8 +13,8 @@ contrastive ``ClipLoss``, and writes ``open_clip_config.json`` and
 
 Default recipe: a ViT image tower (patch 16 at 64 px, width 128, 4 layers), uniformly shuffled
 batches of 256 scenes in which no caption occurs twice (a repeated caption is a false negative
-for the contrastive loss), 1 500 steps of AdamW at lr 2e-3 with cosine decay; the shipped
-model was trained with ``--threads 2`` (see the model card for the exact command and numbers).
+for the contrastive loss), 2 500 steps of AdamW at lr 2e-3 with cosine decay; the shipped
+model was trained with ``--threads 1`` (see the model card for the exact command and numbers).
 
 ``--batching pairs`` is an alternative tried during development: each batch holds one one-object
 image of every seen shape × colour pair (so neither attribute alone tells the samples apart) plus
@@ -107,7 +107,7 @@ def parse_args(argv: list[str] | None = None) -> TrainArgs:
     p.add_argument("--out", type=Path, required=True, help="folder for config + weights")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-train", type=int, default=40_000, help="distinct training scenes")
-    p.add_argument("--steps", type=int, default=1500, help="optimizer steps")
+    p.add_argument("--steps", type=int, default=2500, help="optimizer steps")
     p.add_argument(
         "--batching",
         choices=("pairs", "random"),
