@@ -166,16 +166,23 @@ def measure(engine, texts: list[str], k: int) -> dict[str, list[float]]:
     """Time each query: encode (cache miss), then the rest of the engine's query."""
     from search.query import QueryPart
 
-    times: dict[str, list[float]] = {"total": [], "encode": [], "search": [], "cached": []}
+    times: dict[str, list[float]] = {
+        "total": [],
+        "encode": [],
+        "search": [],
+        "cached": [],
+        "cpu": [],
+    }
     for text in texts:
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         engine.embed_texts([text])  # a miss: every text is new
         t1 = time.perf_counter()
         engine.query([QueryPart("text", text)], k=k)  # the cache now answers the encoding
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), time.process_time()
         times["encode"].append(t1 - t0)
         times["search"].append(t2 - t1)
         times["total"].append(t2 - t0)
+        times["cpu"].append(c2 - c0)
     for text in texts:
         t0 = time.perf_counter()
         engine.query([QueryPart("text", text)], k=k)
@@ -210,6 +217,7 @@ def main() -> None:
     from search.engine import SearchEngine
 
     args.work.mkdir(parents=True, exist_ok=True)
+    load = os.getloadavg()[0]
     rss_start = max_rss_mb()
     embedder = Embedder(ModelSettings(name=save_vit_b32(args.work / "vit-b-32-random")))
     rss_model = max_rss_mb()
@@ -250,22 +258,27 @@ def main() -> None:
             }
         )
 
-    print()
+    print(
+        f"\nload average at start {load:.1f}, now {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)"
+    )
     print(
         f"{'points':>9} {'p50 ms':>7} {'p99 ms':>7} {'encode p50':>10} {'search p50':>10} "
-        f"{'search p99':>10} {'cached p50':>10} {'full-ctx encode p50':>19} {'peak RSS MB':>11}"
+        f"{'search p99':>10} {'cached p50':>10} {'full-ctx encode p50':>19} {'CPU p50':>7} "
+        f"{'peak RSS MB':>11}"
     )
     for row in rows:
         print(
             f"{row['points']:>9,} {row['total'][0]:7.1f} {row['total'][1]:7.1f} "
             f"{row['encode'][0]:10.1f} {row['search'][0]:10.2f} {row['search'][1]:10.2f} "
-            f"{row['cached'][0]:10.2f} {row['encode_full'][0]:19.1f} {row['peak_rss_mb']:11.0f}"
+            f"{row['cached'][0]:10.2f} {row['encode_full'][0]:19.1f} {row['cpu'][0]:7.1f} "
+            f"{row['peak_rss_mb']:11.0f}"
         )
     print(
         "\np50/p99: distinct texts (every one a cache miss), embedding included; encode: "
         "tokenize + text tower; search: the engine's query with the text cached (store search "
         "+ engine); cached: a repeated text end to end; full-ctx encode: open_clip's "
-        "encode_text over all 77 positions, which the trimmed encoder replaces."
+        "encode_text over all 77 positions, which the trimmed encoder replaces; CPU: "
+        "process CPU time of a query (with --threads 1, the wall time on an idle core)."
     )
     if args.json:
         print(json.dumps(rows))

@@ -1,6 +1,6 @@
 """Evaluate name resolution and visual query expansion on the synthetic domain; print a table.
 
-Run from the repository root (about a minute on 2 cores)::
+Run from the repository root (2–5 minutes on 2 shared cores)::
 
     HF_HUB_OFFLINE=1 python bench/eval_search.py [--model anyshot-tiny] [--n 3000]
 

@@ -37,7 +37,9 @@ class Concept:
     name: str
     examples: list[str]
     created: float = field(default_factory=time.time)
-    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32), repr=False)
+    vectors: np.ndarray = field(
+        default_factory=lambda: np.zeros((0, 0), np.float32), repr=False, compare=False
+    )
 
     @property
     def vector(self) -> np.ndarray:

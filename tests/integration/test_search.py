@@ -203,6 +203,20 @@ def test_concepts_live_in_collection_metadata_in_memory(
         assert memory.concepts() == []
 
 
+def test_tags_and_duplicates_on_the_server_code_path(client: ImageSearch, collection: Path) -> None:
+    settings = build_settings(store=":memory:", model="anyshot-tiny", workers=0)
+    jpeg = sorted(collection.glob("*.jpg"))[0]
+    with ImageSearch(settings, embedder=client.embedder) as memory:
+        for path in (jpeg, jpeg.with_suffix(".png"), *sorted(collection.glob("ring-*.png"))[:3]):
+            memory.index(path)
+        (group,) = memory.duplicates(threshold=0.995)
+        assert sorted(group.uris) == [str(jpeg), str(jpeg.with_suffix(".png"))]
+        report = memory.tag(["ring", "star"], top=1)
+        assert report.images == report.tagged == memory.info().points
+        assert memory.tag_counts() == {k: v for k, v in report.counts.items() if v}
+        assert len(memory.search("a shape", where=["tag=ring"], k=50)) == report.counts["ring"]
+
+
 def test_a_negative_part_pushes_results_away(client: ImageSearch) -> None:
     plain = client.search("a circle", k=10)
     colours = [attributes(h.uri)[1] for h in plain]
