@@ -156,6 +156,9 @@ class SearchRequest(BaseModel):
         None, ge=-1, le=1, allow_inf_nan=False, description="Only results scoring at least this."
     )
     collapse_duplicates: bool = Field(False, description="Show one image of each duplicate group.")
+    expand: bool | None = Field(
+        None, description="Visual query expansion; empty: the server's default (search.expand)."
+    )
     explain: bool = Field(False, description="Return how the query was built.")
 
 
@@ -438,6 +441,7 @@ def run_search(
     offset: int = 0,
     threshold: float | None = None,
     collapse_duplicates: bool = False,
+    expand: bool | None = None,
     explain: bool = False,
 ) -> tuple[list[Hit], dict[str, Any] | None]:
     """Run one query through the client.
@@ -449,7 +453,7 @@ def run_search(
         negatives: Texts to move away from.
         parts: More weighted parts.
         filters: Filter expressions (:func:`search.filters.parse_filters`).
-        k, offset, threshold, collapse_duplicates: As :meth:`ImageSearch.query`.
+        k, offset, threshold, collapse_duplicates, expand: As :meth:`ImageSearch.query`.
         explain: Return the explanation too.
 
     Returns:
@@ -467,6 +471,7 @@ def run_search(
         offset=offset,
         threshold=threshold,
         collapse_duplicates=collapse_duplicates,
+        expand=expand,
     )
     return list(result.hits), (dict(result.explain) if explain else None)
 
@@ -542,6 +547,7 @@ def add_search_routes(app: FastAPI, settings: Settings) -> None:
         offset: Offset = 0,
         threshold: Annotated[float | None, Query(ge=-1, le=1, allow_inf_nan=False)] = None,
         collapse_duplicates: bool = False,
+        expand: bool | None = None,
         explain: bool = False,
     ) -> SearchReply:
         """Search by a description (q), a name, or an indexed image's id."""
@@ -559,6 +565,7 @@ def add_search_routes(app: FastAPI, settings: Settings) -> None:
             offset=offset,
             threshold=threshold,
             collapse_duplicates=collapse_duplicates,
+            expand=expand,
             explain=explain,
         )
         return SearchReply.model_validate(
@@ -592,6 +599,7 @@ def add_search_routes(app: FastAPI, settings: Settings) -> None:
             offset=body.offset,
             threshold=body.threshold,
             collapse_duplicates=body.collapse_duplicates,
+            expand=body.expand,
             explain=body.explain,
         )
         return SearchReply.model_validate(

@@ -407,6 +407,15 @@ def load_command(folder: str, store: str | None, as_json: bool) -> None:
     metavar="SCORE",
     help="Only results with at least this score (cosine, -1..1).",
 )
+@click.option(
+    "--expand/--no-expand",
+    default=None,
+    help="Visual query expansion: blend the top images into the query and search again "
+    "(default: ANYSHOT_SEARCH__EXPAND, off).",
+)
+@click.option(
+    "--collapse-duplicates", is_flag=True, help="Show one image of each near-duplicate group."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, best first.")
 def search(
     text: str | None,
@@ -421,6 +430,8 @@ def search(
     k: int,
     offset: int,
     threshold: float | None,
+    expand: bool | None,
+    collapse_duplicates: bool,
     as_json: bool,
 ) -> None:
     """Search the collection by TEXT, an example --image, a --name, or an indexed --id.
@@ -432,12 +443,17 @@ def search(
     Examples:
       anyshot search "a red circle"
       anyshot search "a beach" --not "people" --filter format=JPEG --threshold 0.2
+      anyshot search "a red circle" --expand --collapse-duplicates
       anyshot search --image query.jpg -k 20 --json
       anyshot search --name heart --filter folder=/data/shapes
       anyshot search --id 1234567890
     """
     settings = build_settings(store=store, model=model, pretrained=pretrained)
     options: dict[str, Any] = {"k": k, "offset": offset, "threshold": threshold}
+    if expand is not None:
+        options["expand"] = expand
+    if collapse_duplicates:
+        options["collapse_duplicates"] = True
     with user_errors():
         try:
             client = open_client(settings)

@@ -108,6 +108,18 @@ def test_search_by_id_name_and_own_image_url(http: TestClient) -> None:
     assert http.get("/search", params={"name": "heart"}).json()["explain"] is None
 
 
+def test_expansion_is_asked_for_per_request(http: TestClient) -> None:
+    def expansion(reply: dict) -> dict:
+        return reply["explain"]["expansion"]
+
+    query = {"q": "a blue ring", "k": 3, "explain": True}
+    assert expansion(http.get("/search", params=query).json())["applied"] is False
+    on = http.get("/search", params=query | {"expand": True}).json()
+    assert expansion(on)["applied"] is True and len(expansion(on)["from"]) >= 1
+    body = {"text": "a blue ring", "k": 3, "explain": True, "expand": True}
+    assert expansion(http.post("/search", json=body).json())["applied"] is True
+
+
 def test_negatives_filters_and_weighted_parts(http: TestClient, collection) -> None:
     images, _ = collection
     reply = http.get(

@@ -76,6 +76,19 @@ def test_search_json_lines_and_threshold(collection) -> None:
     ]
 
 
+def test_search_with_expansion_and_collapsed_duplicates(collection) -> None:
+    _, store = collection
+    args = ("search", "a blue ring", "--store", store, "-k", "3", "--json")
+    code, out, err = run(*args, "--expand", "--collapse-duplicates")
+    assert code == 0, err
+    hits = [json.loads(line) for line in out.strip().splitlines()]
+    assert len(hits) == 3
+    assert sum(shape_of(h["uri"]) == ("ring", "blue") for h in hits) >= 2
+    code, out, err = run(*args, "--no-expand")
+    assert code == 0, err
+    assert len(out.strip().splitlines()) == 3
+
+
 def test_info_shows_collection_model_counts_and_size(collection) -> None:
     _, store = collection
     code, out, _ = run("info", "--store", store)
