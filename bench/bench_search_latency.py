@@ -89,6 +89,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--text-int8", action="store_true", help="int8 text tower (ANYSHOT_MODEL__TEXT_INT8)"
+    )
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "anyshot-latency")
     p.add_argument("--json", action="store_true", help="also print the results as JSON")
     return p.parse_args()
@@ -195,6 +198,8 @@ def encode_full_context(embedder, texts: list[str]) -> list[float]:
     """Time open_clip's own ``encode_text`` (all 77 positions), for comparison."""
     import torch
 
+    if embedder.text_int8:  # open_clip's encode_text cannot run the quantized tower
+        return [float("nan")]
     timings = []
     with torch.inference_mode():
         for text in texts:
@@ -219,11 +224,14 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()[0]
     rss_start = max_rss_mb()
-    embedder = Embedder(ModelSettings(name=save_vit_b32(args.work / "vit-b-32-random")))
+    embedder = Embedder(
+        ModelSettings(name=save_vit_b32(args.work / "vit-b-32-random"), text_int8=args.text_int8)
+    )
     rss_model = max_rss_mb()
     print(
         f"model ViT-B-32 (random weights) on {embedder.runtime.device}, "
-        f"{embedder.runtime.precision}, {args.threads} threads; RSS {rss_model:.0f} MB "
+        f"{embedder.runtime.precision}{', int8 text tower' if embedder.text_int8 else ''}, "
+        f"{args.threads} threads; RSS {rss_model:.0f} MB "
         f"({rss_model - rss_start:.0f} MB for torch + model)"
     )
     rows = []

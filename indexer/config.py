@@ -67,6 +67,13 @@ class ModelSettings(BaseModel):
     download_timeout: float = Field(
         10.0, gt=0, le=600, description="Seconds to wait for the weights host to answer."
     )
+    text_int8: bool = Field(
+        False,
+        description=(
+            "Run the text tower's linear layers in int8 (dynamic quantization; CPU with fp32 "
+            "only): text queries ~1.7x faster, text vectors within cosine 0.999 of fp32."
+        ),
+    )
 
 
 Quantization = Literal["none", "scalar", "binary"]
@@ -352,7 +359,7 @@ class SearchSettings(BaseModel):
         5, ge=1, le=100, description="How many top images feed visual query expansion."
     )
     expand_weight: float = Field(
-        0.5,
+        0.2,
         ge=0.0,
         le=1.0,
         description="Share of the top images' mean in the expanded query (0: text only).",

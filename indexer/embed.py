@@ -119,7 +119,18 @@ class Embedder:
         model.eval()
         self.model = model.to(device=self.runtime.device, dtype=self.runtime.dtype)
         self.preprocess: Callable[[Image.Image], torch.Tensor] = preprocess
-        self._encode_text = trimmed_text_encoder(self.model) or self.model.encode_text
+        trimmed = trimmed_text_encoder(self.model)
+        self.text_int8 = bool(
+            settings.text_int8
+            and trimmed is not None
+            and torch.device(self.runtime.device).type == "cpu"
+            and self.runtime.precision == "fp32"
+        )
+        if self.text_int8:
+            quantize_text_tower(self.model)
+        elif settings.text_int8:
+            logger.warning("text_int8 needs an open_clip CLIP on the CPU in fp32; not applied")
+        self._encode_text = trimmed or self.model.encode_text
         self.image_size = _image_size(model)
         self.dim = _embed_dim(model)
         self.identity = ModelIdentity(
@@ -241,10 +252,9 @@ def trimmed_text_encoder(
 
     def encode(tokens: torch.Tensor) -> torch.Tensor:
         length = int(tokens.argmax(dim=1).max()) + 1  # the end-of-text token has the top id
-        if length >= tokens.shape[1]:
-            return model.encode_text(tokens)
         tokens = tokens[:, :length]
-        cast = model.transformer.get_cast_dtype()
+        # The tower's dtype, read where int8 quantization (quantize_text_tower) leaves it.
+        cast = model.token_embedding.weight.dtype
         x = model.token_embedding(tokens).to(cast) + model.positional_embedding[:length].to(cast)
         x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
         x = model.ln_final(x)
@@ -255,6 +265,24 @@ def trimmed_text_encoder(
         return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
 
     return encode
+
+
+def quantize_text_tower(model: torch.nn.Module) -> None:
+    """Swap the text transformer's linear layers for dynamically quantized int8 ones, in place.
+
+    The MLPs (two thirds of the tower's weights) run in int8 with per-batch activation scales;
+    attention projections stay fp32 (``nn.MultiheadAttention`` keeps them as raw parameters).
+    A query reads a quarter of those bytes, which is what bounds a short text on a CPU. Only
+    :func:`trimmed_text_encoder` may run the result: open_clip's own ``encode_text`` reads the
+    dtype from a linear layer's weight, which quantized layers no longer have.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao
+        model.transformer = torch.ao.quantization.quantize_dynamic(
+            model.transformer, {torch.nn.Linear}, dtype=torch.qint8
+        )
 
 
 def _image_size(model: torch.nn.Module) -> int:
