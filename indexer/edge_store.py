@@ -36,6 +36,7 @@ from indexer.store import (
     StoreInfo,
     VectorStore,
     check_document_name,
+    storable_ids,
 )
 
 METADATA_FILE = "anyshot.json"
@@ -235,12 +236,12 @@ class EdgeStore(VectorStore):
         return [ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in found]
 
     def retrieve(self, ids: Sequence[int], *, with_vectors: bool = False) -> list[StoredPoint]:
-        if not len(ids) or self._shard is None:
+        if not storable_ids(ids) or self._shard is None:
             return []
         records = self._call(
             "retrieve points",
             self._shard.retrieve,
-            [int(i) for i in ids],
+            storable_ids(ids),
             with_payload=True,
             with_vector=with_vectors,
         )

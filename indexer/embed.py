@@ -127,6 +127,8 @@ class Embedder:
             and self.runtime.precision == "fp32"
         )
         if self.text_int8:
+            from indexer.text_int8 import quantize_text_tower
+
             quantize_text_tower(self.model)
         elif settings.text_int8:
             logger.warning("text_int8 needs an open_clip CLIP on the CPU in fp32; not applied")
@@ -265,24 +267,6 @@ def trimmed_text_encoder(
         return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
 
     return encode
-
-
-def quantize_text_tower(model: torch.nn.Module) -> None:
-    """Swap the text transformer's linear layers for dynamically quantized int8 ones, in place.
-
-    The MLPs (two thirds of the tower's weights) run in int8 with per-batch activation scales;
-    attention projections stay fp32 (``nn.MultiheadAttention`` keeps them as raw parameters).
-    A query reads a quarter of those bytes, which is what bounds a short text on a CPU. Only
-    :func:`trimmed_text_encoder` may run the result: open_clip's own ``encode_text`` reads the
-    dtype from a linear layer's weight, which quantized layers no longer have.
-    """
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao
-        model.transformer = torch.ao.quantization.quantize_dynamic(
-            model.transformer, {torch.nn.Linear}, dtype=torch.qint8
-        )
 
 
 def _image_size(model: torch.nn.Module) -> int:

@@ -27,6 +27,7 @@ from indexer.store import (
     StoreInfo,
     VectorStore,
     check_document_name,
+    storable_ids,
 )
 
 METADATA_KEY = "anyshot"
@@ -185,13 +186,13 @@ class QdrantClientStore(VectorStore):
         ]
 
     def retrieve(self, ids: Sequence[int], *, with_vectors: bool = False) -> list[StoredPoint]:
-        if not len(ids) or not self._exists():
+        if not storable_ids(ids) or not self._exists():
             return []
         records = self._call(
             "retrieve points",
             self.client.retrieve,
             self.collection,
-            ids=[int(i) for i in ids],
+            ids=storable_ids(ids),
             with_payload=True,
             with_vectors=with_vectors,
         )

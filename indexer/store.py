@@ -25,6 +25,16 @@ from indexer.errors import ModelMismatchError, StoreError, StoreNotFoundError
 from indexer.schema import ModelIdentity
 
 MEMORY_LOCATION = ":memory:"
+
+POINT_ID_LIMIT = 2**64
+"""Point ids are unsigned 64-bit integers: ids outside ``[0, POINT_ID_LIMIT)`` name no point."""
+
+
+def storable_ids(ids: Sequence[int]) -> list[int]:
+    """The ids a point can have, in order; the others cannot be in any collection."""
+    return [int(i) for i in ids if 0 <= int(i) < POINT_ID_LIMIT]
+
+
 DOCUMENT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 """Names of documents kept with a collection (:meth:`VectorStore.write_document`)."""
 

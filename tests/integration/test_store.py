@@ -115,6 +115,10 @@ def test_retrieve_keeps_order_and_skips_missing(filled) -> None:
     store, _, items = filled
     wanted = [ids_of(items)[5], 999, ids_of(items)[2]]
     assert [p.id for p in store.retrieve(wanted)] == [wanted[0], wanted[2]]
+    # Ids no point can have (negative, beyond 64 bits) are missing too, not an error.
+    impossible = [-807798721, 2**64, wanted[0]]
+    assert [p.id for p in store.retrieve(impossible, with_vectors=True)] == [wanted[0]]
+    assert store.retrieve([-1]) == []
 
 
 def test_scroll_visits_every_point_once(filled) -> None:

@@ -43,8 +43,14 @@ def test_int8_text_tower_keeps_text_vectors_and_rankings() -> None:
     exact = Embedder(ModelSettings(name="anyshot-tiny", precision="fp32"))
     int8 = Embedder(ModelSettings(name="anyshot-tiny", precision="fp32", text_int8=True))
     assert int8.text_int8 and not exact.text_int8
-    quantized = torch.ao.nn.quantized.dynamic.Linear
-    assert any(isinstance(m, quantized) for m in int8.model.transformer.modules())
+    from indexer.text_int8 import Int8SelfAttention
+
+    modules = list(int8.model.transformer.modules())
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in modules)
+    assert sum(isinstance(m, Int8SelfAttention) for m in modules) == len(
+        exact.model.transformer.resblocks
+    )
+    assert not any(isinstance(m, torch.nn.Linear) for m in modules)
     a, b = exact.embed_texts(texts), int8.embed_texts(texts)
     assert (a * b).sum(axis=1).min() > 0.99
     assert (a @ a.T).argsort(axis=1).tolist() == (b @ b.T).argsort(axis=1).tolist()

@@ -1,0 +1,80 @@
+"""An int8 text tower for fast text queries on a CPU (``ModelSettings.text_int8``).
+
+A text query runs the text transformer over a dozen tokens, so its time goes into reading the
+weights, not into arithmetic: int8 weights are a quarter of the bytes. Every linear layer of
+the tower becomes a dynamically quantized one (int8 weights, activation scales per call),
+including the attention projections, which ``nn.MultiheadAttention`` keeps as raw parameters
+and which :class:`Int8SelfAttention` therefore re-wraps as linear layers.
+
+Only :func:`indexer.embed.trimmed_text_encoder` may run a quantized tower: open_clip's own
+``encode_text`` reads its dtype from a linear layer's weight, which quantized layers lack.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+
+def _quantized(layer: nn.Module) -> nn.Module:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao
+        return torch.ao.quantization.quantize_dynamic(layer, {nn.Linear}, dtype=torch.qint8)
+
+
+class Int8SelfAttention(nn.Module):
+    """Self-attention of a batch-first ``nn.MultiheadAttention``, projections in int8.
+
+    Called like the module it replaces (``attn(q, k, v, need_weights=False, attn_mask=...)``,
+    returning ``(output, None)``); ``k`` and ``v`` are ignored: it serves self-attention only.
+    """
+
+    def __init__(self, attention: nn.MultiheadAttention) -> None:
+        super().__init__()
+        width = attention.embed_dim
+        self.heads = attention.num_heads
+        qkv = nn.Linear(width, 3 * width, bias=attention.in_proj_bias is not None)
+        qkv.weight = attention.in_proj_weight
+        if attention.in_proj_bias is not None:
+            qkv.bias = attention.in_proj_bias
+        out = nn.Linear(width, width, bias=attention.out_proj.bias is not None)
+        out.weight = attention.out_proj.weight
+        if attention.out_proj.bias is not None:
+            out.bias = attention.out_proj.bias
+        self.qkv = _quantized(nn.Sequential(qkv))
+        self.out = _quantized(nn.Sequential(out))
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor | None = None,
+        value: torch.Tensor | None = None,
+        need_weights: bool = False,
+        attn_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, None]:
+        batch, length, width = query.shape
+        qkv = self.qkv(query).view(batch, length, 3, self.heads, width // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        mixed = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        return self.out(mixed.transpose(1, 2).reshape(batch, length, width)), None
+
+
+def can_quantize_attention(attention: nn.Module) -> bool:
+    """True for the attention modules :class:`Int8SelfAttention` can stand in for."""
+    return (
+        type(attention) is nn.MultiheadAttention
+        and attention.batch_first
+        and attention._qkv_same_embed_dim
+        and attention.dropout == 0.0
+        and attention.bias_k is None
+    )
+
+
+def quantize_text_tower(model: nn.Module) -> None:
+    """Make ``model.transformer`` (an open_clip CLIP's text tower) int8, in place."""
+    for block in getattr(model.transformer, "resblocks", ()):
+        if can_quantize_attention(getattr(block, "attn", None)):
+            block.attn = Int8SelfAttention(block.attn)
+    model.transformer = _quantized(model.transformer)
