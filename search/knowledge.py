@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.errors import ConfigError
+from search.data_files import parse_json_or_yaml, read_text_file
 
 SUFFIXES = (".yaml", ".yml", ".json", ".csv")
 
@@ -133,22 +134,11 @@ def load_knowledge_base(path: str | Path) -> KnowledgeBase:
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise ConfigError(f"{path}: a knowledge base is a {', '.join(SUFFIXES)} file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read knowledge base {path}: {exc}") from exc
+    text = read_text_file(path, "knowledge base")
     source = str(path)
     if suffix == ".csv":
         return KnowledgeBase(list(_csv_entries(text, source)))
-    try:
-        if suffix == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError
-        raise ConfigError(f"cannot parse knowledge base {path}: {exc}") from exc
+    data = parse_json_or_yaml(text, path, "knowledge base")
     return KnowledgeBase(list(_structured_entries(data, source)))
 
 

@@ -11,7 +11,6 @@ or a catch-all one such as ``"something else"``.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from indexer.errors import ConfigError, QueryError
+from search.data_files import parse_json_or_yaml, read_text_file
 from search.engine import PROMPT_TEMPLATES, SearchEngine, unit
 
 ProgressCallback = Callable[[int, int], None]
@@ -66,21 +66,9 @@ def read_labels(path: str | Path) -> list[str]:
         ConfigError: The file cannot be read, or holds no labels.
     """
     path = Path(path).expanduser()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read labels file {path}: {exc}") from exc
-    suffix = path.suffix.lower()
-    if suffix in (".json", ".yaml", ".yml"):
-        try:
-            if suffix == ".json":
-                data = json.loads(text)
-            else:
-                import yaml
-
-                data = yaml.safe_load(text)
-        except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError
-            raise ConfigError(f"cannot parse labels file {path}: {exc}") from exc
+    text = read_text_file(path, "labels file")
+    if path.suffix.lower() in (".json", ".yaml", ".yml"):
+        data = parse_json_or_yaml(text, path, "labels file")
         if not isinstance(data, list) or not all(isinstance(x, str | int) for x in data):
             raise ConfigError(f"{path}: a labels file holds a list of strings")
         labels = [str(x).strip() for x in data]
