@@ -236,12 +236,13 @@ class EdgeStore(VectorStore):
         return [ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in found]
 
     def retrieve(self, ids: Sequence[int], *, with_vectors: bool = False) -> list[StoredPoint]:
-        if not storable_ids(ids) or self._shard is None:
+        wanted = storable_ids(ids)
+        if not wanted or self._shard is None:
             return []
         records = self._call(
             "retrieve points",
             self._shard.retrieve,
-            storable_ids(ids),
+            wanted,
             with_payload=True,
             with_vector=with_vectors,
         )

@@ -186,13 +186,14 @@ class QdrantClientStore(VectorStore):
         ]
 
     def retrieve(self, ids: Sequence[int], *, with_vectors: bool = False) -> list[StoredPoint]:
-        if not storable_ids(ids) or not self._exists():
+        wanted = storable_ids(ids)
+        if not wanted or not self._exists():
             return []
         records = self._call(
             "retrieve points",
             self.client.retrieve,
             self.collection,
-            ids=storable_ids(ids),
+            ids=wanted,
             with_payload=True,
             with_vectors=with_vectors,
         )
