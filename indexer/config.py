@@ -213,6 +213,16 @@ class StoreSettings(BaseModel):
         default_factory=ScaleSettings,
         description="Collection layout for size and speed: shards, replicas, quantization, HNSW.",
     )
+    reserve_free_mb: int = Field(
+        192,
+        ge=0,
+        le=1_000_000,
+        description=(
+            "Disk space (MiB) an embedded store keeps free: opening, creating and each batch "
+            "written stop with one clear line when less would remain (Qdrant Edge's "
+            "memory-mapped writes crash the process on a full disk; reopening needs ~64 MiB)."
+        ),
+    )
 
 
 class IndexSettings(BaseModel):
@@ -251,6 +261,26 @@ class IndexSettings(BaseModel):
             "Where Parquet shards of the embeddings go; empty: 'parquet/' inside a folder "
             "store, none for ':memory:' or a server."
         ),
+    )
+    prune: bool = Field(
+        False,
+        description=(
+            "Also remove the images under folders that could not be read (unmounted, "
+            "unreadable), and let a run remove every image of a source that is now empty. "
+            "Off: only files that are positively gone are removed."
+        ),
+    )
+    decode_timeout: float = Field(
+        120.0,
+        gt=0,
+        le=86_400,
+        description="Seconds one file may take to read and decode before it is skipped.",
+    )
+    download_deadline: float = Field(
+        60.0,
+        gt=0,
+        le=86_400,
+        description="Seconds one image URL may take to download in all (slow servers included).",
     )
 
 
@@ -301,9 +331,45 @@ class ApiSettings(BaseModel):
     index_roots: list[Path] = Field(
         default_factory=list,
         description=(
-            "Folders that POST /index may read (and below); empty: any source the server can "
-            "read (keep the API on 127.0.0.1 or set api_key)."
+            "Folders that POST /index may read (and below, links resolved, list files "
+            "included); empty: any source the server can read (keep the API on 127.0.0.1 or "
+            "set api_key)."
         ),
+    )
+    fetch_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Host names, addresses or networks (CIDR) the server may fetch from although they "
+            "are not public (loopback, private, link-local); others of that kind are refused "
+            "whenever the server fetches a URL a client named."
+        ),
+    )
+    download_deadline: float = Field(
+        20.0, gt=0, le=3600, description="Seconds one download by the server may take in all."
+    )
+    max_concurrent_downloads: int = Field(
+        4, ge=1, le=256, description="Downloads the server runs at once; more are refused (429)."
+    )
+    max_query_pixels: int = Field(
+        40_000_000,
+        ge=10_000,
+        le=1_000_000_000,
+        description=(
+            "Most pixels an example image in a request may decode to (JPEGs are decoded "
+            "reduced first); larger ones are refused."
+        ),
+    )
+    max_concurrent_decodes: int = Field(
+        2,
+        ge=1,
+        le=256,
+        description="Example images decoded at once; more wait, then are refused (429).",
+    )
+    max_thumbnails_per_request: int = Field(
+        100,
+        ge=0,
+        le=10_000,
+        description="Thumbnails one clip-back request builds; later results come without one.",
     )
 
 

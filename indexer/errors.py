@@ -15,8 +15,11 @@ The tree::
     ├── StoreError                  the vector store failed
     │   ├── StoreLockedError        an embedded store already opened by another process
     │   ├── StoreNotFoundError      no collection at that location
+    │   ├── StoreReadOnlyError      a write to a store opened read-only
+    │   ├── DiskSpaceError          too little free disk space to write safely
     │   └── ModelMismatchError      the store was built by another model
     ├── QueryError                  a query that cannot be answered (empty text, unknown id, ...)
+    ├── BusyError                   at a limit of concurrent work (downloads, decodes): retry
     └── ParquetError                a Parquet shard that cannot be written or read
 """
 
@@ -69,6 +72,24 @@ class StoreNotFoundError(StoreError):
     """No collection exists at the given location."""
 
 
+class StoreReadOnlyError(StoreError):
+    """A write to a store that could only be opened for reading."""
+
+
+class DiskSpaceError(StoreError):
+    """Too little free disk space to write without risking the store.
+
+    Attributes:
+        free: Free bytes on the device.
+        needed: Bytes the write needed (its estimate plus the reserve).
+    """
+
+    def __init__(self, message: str, *, free: int, needed: int) -> None:
+        super().__init__(message)
+        self.free = free
+        self.needed = needed
+
+
 class ModelMismatchError(StoreError):
     """The store was built with another model than the one asked for.
 
@@ -88,6 +109,10 @@ class ModelMismatchError(StoreError):
 
 class QueryError(AnyshotError):
     """A query that cannot be answered as given."""
+
+
+class BusyError(AnyshotError):
+    """A limit of concurrent work (downloads, image decodes) is reached; try again later."""
 
 
 class ParquetError(AnyshotError):

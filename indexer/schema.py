@@ -7,6 +7,9 @@ backends without translation.
 from __future__ import annotations
 
 import hashlib
+import os
+import re
+import urllib.parse
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -42,8 +45,50 @@ def point_id(uri: str) -> int:
     Returns:
         An integer in ``[0, 2**53)``; the same URI always gives the same id.
     """
-    digest = hashlib.blake2b(uri.encode("utf-8"), digest_size=8).digest()
+    # surrogateescape: a name that is not UTF-8 hashes as its raw bytes instead of failing
+    # (stored URIs never hold such names: see path_uri).
+    digest = hashlib.blake2b(uri.encode("utf-8", "surrogateescape"), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> (64 - POINT_ID_BITS)
+
+
+_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+FILE_URL_PREFIX = "file://"
+
+
+def path_uri(path: str) -> str:
+    """The URI under which a local file is stored: its absolute path, as text, losslessly.
+
+    A path that is valid UTF-8 is its own URI. A path whose name is not (a file name in
+    another encoding, read with Python's ``surrogateescape``) becomes a ``file://`` URL with
+    its raw bytes percent-encoded, so that stores, Parquet and JSON (which all need UTF-8)
+    can keep it and :func:`uri_path` gives back the very same bytes.
+
+    Args:
+        path: An absolute path, as ``os`` functions return it.
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return FILE_URL_PREFIX + urllib.parse.quote(os.fsencode(path), safe="/")
+    return path
+
+
+def uri_path(uri: str) -> str | None:
+    """The local path of a stored URI, or None when it is not a local file.
+
+    Plain paths are themselves; ``file://`` URLs on this machine (no host, or ``localhost``)
+    are decoded to the exact bytes of their path; every other URL (http(s), ``file://`` on
+    another host, other schemes) is not local.
+    """
+    match = _URL_SCHEME.match(uri)
+    if match is None:
+        return uri
+    if match.group(1).lower() != "file":
+        return None
+    parts = urllib.parse.urlsplit(uri)
+    if parts.netloc not in ("", "localhost"):
+        return None
+    return os.fsdecode(urllib.parse.unquote_to_bytes(parts.path))
 
 
 @dataclass(frozen=True, slots=True)
