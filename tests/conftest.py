@@ -12,6 +12,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 import pytest
 from PIL import Image
+from shape_collection import write_shape_images
 
 from indexer import synthetic
 from indexer.config import ModelSettings
@@ -104,3 +105,23 @@ def make_image_folder(root: Path) -> dict[str, Path]:
 def image_folder(tmp_path: Path) -> dict[str, Path]:
     """A folder of six distinct images; keys are their colour names."""
     return make_image_folder(tmp_path / "images")
+
+
+@pytest.fixture(scope="session")
+def tiny_store_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """120 shape images indexed with anyshot-tiny into a folder store, built once.
+
+    Returns:
+        (images folder, store folder); copy the store before opening it in a test that writes.
+    """
+    from indexer.config import build_settings
+    from search.client import ImageSearch
+
+    root = tmp_path_factory.mktemp("tiny-collection")
+    images = root / "images"
+    write_shape_images(images, 120)
+    store = root / "store"
+    settings = build_settings(store=str(store), model="anyshot-tiny", workers=0)
+    with ImageSearch(settings) as client:
+        assert client.index(images).indexed == 120
+    return images, store
