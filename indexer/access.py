@@ -18,6 +18,7 @@ Errors are :class:`~indexer.errors.ImageDecodeError` with a short reason, as for
 from __future__ import annotations
 
 import contextlib
+import errno
 import http.client
 import ipaddress
 import os
@@ -236,8 +237,8 @@ def _open_reason(exc: OSError) -> str:
         return "permission denied"
     if isinstance(exc, IsADirectoryError):
         return "is a folder"
-    if exc.errno == getattr(os, "ENXIO", None):
-        return "not a regular file (a socket or FIFO with no peer)"
+    if exc.errno == errno.ENXIO:  # what opening a socket gives
+        return "not a regular file (a socket)"
     return f"cannot read: {_why(exc)}"
 
 

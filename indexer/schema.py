@@ -76,19 +76,21 @@ def path_uri(path: str) -> str:
 def uri_path(uri: str) -> str | None:
     """The local path of a stored URI, or None when it is not a local file.
 
-    Plain paths are themselves; ``file://`` URLs on this machine (no host, or ``localhost``)
-    are decoded to the exact bytes of their path; every other URL (http(s), ``file://`` on
-    another host, other schemes) is not local.
+    Absolute paths are themselves; ``file://`` URLs on this machine (no host, or
+    ``localhost``) are decoded to the exact bytes of their path; relative paths (never stored
+    by an index run) and every other URL (http(s), ``file://`` on another host, other
+    schemes) are not local files.
     """
     match = _URL_SCHEME.match(uri)
     if match is None:
-        return uri
+        return uri if os.path.isabs(uri) else None
     if match.group(1).lower() != "file":
         return None
     parts = urllib.parse.urlsplit(uri)
     if parts.netloc not in ("", "localhost"):
         return None
-    return os.fsdecode(urllib.parse.unquote_to_bytes(parts.path))
+    path = os.fsdecode(urllib.parse.unquote_to_bytes(parts.path))
+    return path if os.path.isabs(path) else None
 
 
 @dataclass(frozen=True, slots=True)
