@@ -394,18 +394,12 @@ def test_a_valid_checksum_does_not_excuse_bad_rows(tmp_path, store) -> None:
     assert (report.loaded, report.rejected, report.bad_shards) == (1, 1, [])
 
 
-def test_written_shards_carry_page_checksums_and_a_value_checksum(tmp_path) -> None:
+def test_written_shards_carry_a_value_checksum(tmp_path) -> None:
+    """(Page checksums: see the flipped-bytes case, which only a CRC catches.)"""
     path = write_shard(tmp_path / "snap", ["/photos/a.jpg"])
-    metadata = pq.read_metadata(path)
-    assert (
-        pq.read_schema(path).metadata[CHECKSUM_METADATA_KEY]
-        == shard_checksum(pq.read_table(path)).encode()
-    )
-    assert pq.ParquetFile(path, page_checksum_verification=True).read().num_rows == 1
-    assert metadata.num_rows == 1
-    # every data page carries a CRC (pyarrow writes none unless asked)
-    column = metadata.row_group(0).column(metadata.num_columns - 1)
-    assert column.total_compressed_size > 0
+    written = pq.read_schema(path).metadata[CHECKSUM_METADATA_KEY]
+    assert written == shard_checksum(pq.read_table(path)).encode()
+    assert written.startswith(b"sha256:")
 
 
 # -- trusted roots and the CLI ---------------------------------------------------------------------
