@@ -14,9 +14,13 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from indexer.config import StoreSettings
 from indexer.errors import DiskSpaceError
 
 MIB = 2**20
+
+DEFAULT_RESERVE_MB: int = StoreSettings.model_fields["reserve_free_mb"].default
+"""The default of ``store.reserve_free_mb``: MiB a write leaves free."""
 
 OPEN_BYTES = 64 * MIB
 """What Qdrant Edge may write when it opens a shard (measured: ~56 MiB of log and segment

@@ -41,10 +41,11 @@ from typing import Any
 import numpy as np
 import qdrant_edge as qe
 
-from indexer.config import ScaleSettings, StoreSettings
+from indexer.config import ScaleSettings
 from indexer.disk_space import (
     BATCH_BYTES,
     CREATE_BYTES,
+    DEFAULT_RESERVE_MB,
     MIB,
     OPEN_BYTES,
     allocated_bytes,
@@ -53,7 +54,7 @@ from indexer.disk_space import (
 )
 from indexer.errors import ModelMismatchError, StoreError, StoreLockedError
 from indexer.schema import INDEXED_PAYLOAD_KEYS, VECTOR_NAME, ModelIdentity
-from indexer.shard_copy import copy_tree, make_copy_folder, remove_copy
+from indexer.shard_copy import alive, copy_tree, make_copy_folder, remove_copy
 from indexer.store import (
     PayloadFilter,
     ScoredPoint,
@@ -76,7 +77,6 @@ EDGE_CONFIG_FILE = "edge_config.json"
 """Where Qdrant Edge persists a shard's configuration (read for :meth:`EdgeStore.info`)."""
 FULL_SCAN_THRESHOLD_KB = 10_000
 """Below this many kilobytes of vectors a segment is searched exactly (Qdrant's default)."""
-DEFAULT_RESERVE_FREE_MB: int = StoreSettings.model_fields["reserve_free_mb"].default
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class EdgeStore(VectorStore):
         location: str | os.PathLike[str],
         *,
         scale: ScaleSettings | None = None,
-        reserve_free_mb: int = DEFAULT_RESERVE_FREE_MB,
+        reserve_free_mb: int = DEFAULT_RESERVE_MB,
     ) -> None:
         super().__init__(str(location))
         self.scale = scale or ScaleSettings()
@@ -181,10 +181,13 @@ class EdgeStore(VectorStore):
             raise StoreError(f"cannot open the lock file {path}: {exc.strerror or exc}") from exc
 
     def _locked_error(self, fd: int) -> StoreLockedError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
         os.close(fd)
+        # Readers of a read-only store cannot write their pid: the file may name a writer
+        # that is gone.
+        shown = f"pid {holder}" if holder.isdigit() and alive(int(holder)) else "pid ?"
         return StoreLockedError(
-            f"{self.root} is open in another process (pid {holder}); Qdrant Edge allows one "
+            f"{self.root} is open in another process ({shown}); Qdrant Edge allows one "
             f"process per store: stop it, or query it through its HTTP API"
         )
 

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from indexer.access import open_regular_file
-from indexer.disk_space import MIB, check_free_space
+from indexer.disk_space import DEFAULT_RESERVE_MB, MIB, check_free_space
 from indexer.errors import ImageDecodeError, ModelMismatchError, ParquetError
 from indexer.schema import ModelIdentity
 
@@ -141,6 +141,8 @@ class ParquetShardWriter:
     Args:
         folder: Where shards go; created if missing.
         identity: The model that made the embeddings.
+        reserve_free_mb: Disk space (MiB) each write leaves free, else it stops with
+            :class:`DiskSpaceError` (``store.reserve_free_mb``; its default if not given).
     """
 
     def __init__(
@@ -148,7 +150,7 @@ class ParquetShardWriter:
         folder: str | os.PathLike[str],
         identity: ModelIdentity,
         *,
-        reserve_free_mb: int = 0,
+        reserve_free_mb: int = DEFAULT_RESERVE_MB,
     ) -> None:
         self.folder = Path(folder)
         self.identity = identity

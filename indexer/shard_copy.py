@@ -54,11 +54,12 @@ def remove_stale_copies() -> None:
     with contextlib.suppress(OSError):
         for folder in base.glob(f"{COPY_PREFIX}*"):
             pid_text = folder.name[len(COPY_PREFIX) :].split("-", 1)[0]
-            if pid_text.isdigit() and not _alive(int(pid_text)):
+            if pid_text.isdigit() and not alive(int(pid_text)):
                 shutil.rmtree(folder, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """True when a process with this id exists (of any user)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
