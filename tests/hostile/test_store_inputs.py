@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -251,7 +252,7 @@ def test_cli_refuses_to_open_or_create_a_store_without_room(tiny_store, tmp_path
     assert result.exit_code == 1
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: ")
-    assert pytest.importorskip("re").match(MESSAGE.format(what="open the store"), line[7:])
+    assert re.match(MESSAGE.format(what="open the store"), line[7:])
     result = runner.invoke(
         main, ["index", str(images), "--store", str(tmp_path / "new"), "--model", "anyshot-tiny"]
     )
