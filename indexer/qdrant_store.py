@@ -27,6 +27,7 @@ from indexer.store import (
     StoreInfo,
     VectorStore,
     check_document_name,
+    is_engine_panic,
     storable_ids,
 )
 
@@ -91,6 +92,12 @@ class QdrantClientStore(VectorStore):
             return fn(*args, **kwargs)
         except _QDRANT_ERRORS as exc:
             raise StoreError(f"Qdrant at {self.location} could not {what}: {exc}") from exc
+        except BaseException as exc:
+            if is_engine_panic(exc):  # a Rust panic in a native part: not an Exception
+                raise StoreError(
+                    f"Qdrant at {self.location} failed to {what} (engine panic: {exc})"
+                ) from exc
+            raise
 
     def model(self) -> ModelIdentity | None:
         if not self._model_loaded:
@@ -416,6 +423,7 @@ def _stored(record: Any, with_vectors: bool) -> StoredPoint:
 def _client_filter(where: PayloadFilter | None) -> models.Filter | None:
     if where is None or where.is_empty():
         return None
+    where.check_numbers()
     must: list[Any] = []
     if where.uri_prefix:
         must.append(

@@ -32,6 +32,14 @@ class SerializedStore(VectorStore):
         self.backend = inner.backend
         self._lock = threading.RLock()
 
+    @property  # type: ignore[override]
+    def read_only(self) -> bool:
+        return self.inner.read_only
+
+    @property  # type: ignore[override]
+    def read_only_reason(self) -> str:
+        return self.inner.read_only_reason
+
     def model(self) -> ModelIdentity | None:
         with self._lock:
             return self.inner.model()

@@ -13,6 +13,7 @@ Every backend stores the schema of :mod:`indexer.schema` and records which model
 from __future__ import annotations
 
 import abc
+import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,13 @@ from typing import Any, Self
 import numpy as np
 
 from indexer.config import StoreSettings
-from indexer.errors import ModelMismatchError, StoreError, StoreNotFoundError
+from indexer.errors import (
+    ModelMismatchError,
+    QueryError,
+    StoreError,
+    StoreNotFoundError,
+    StoreReadOnlyError,
+)
 from indexer.schema import ModelIdentity
 
 MEMORY_LOCATION = ":memory:"
@@ -83,6 +90,26 @@ class PayloadFilter:
         """True when the filter lets every point through."""
         return self == PayloadFilter()
 
+    def check_numbers(self) -> None:
+        """Refuse bounds that are not finite numbers (a NaN in a range panics Qdrant Edge).
+
+        Raises:
+            QueryError: A bound is NaN, infinite, or beyond 64 bits.
+        """
+        for name in ("mtime_min", "mtime_max", "size_min", "size_max"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, int) and not isinstance(value, bool):
+                finite = -(2**63) <= value < 2**63
+            else:
+                try:
+                    finite = math.isfinite(value)
+                except (TypeError, OverflowError):
+                    finite = False
+            if not finite:
+                raise QueryError(f"filter {name} must be a finite number, not {value!r}")
+
 
 @dataclass(frozen=True, slots=True)
 class StoreInfo:
@@ -98,12 +125,29 @@ class StoreInfo:
 
 
 class VectorStore(abc.ABC):
-    """A collection of image vectors with payloads. Use it as a context manager."""
+    """A collection of image vectors with payloads. Use it as a context manager.
+
+    Attributes:
+        read_only: True when the store could only be opened for reading (searches work,
+            every write raises :class:`StoreReadOnlyError`).
+        read_only_reason: Why, e.g. ``a read-only file system``.
+    """
 
     backend: str = "abstract"
+    read_only: bool = False
+    read_only_reason: str = ""
 
     def __init__(self, location: str) -> None:
         self.location = location
+
+    def require_writable(self) -> None:
+        """Raise :class:`StoreReadOnlyError` when the store was opened for reading only."""
+        if self.read_only:
+            raise StoreReadOnlyError(
+                f"{self.location} is read-only ({self.read_only_reason}): search and info "
+                f"work, but writing (index, load, tag, concepts) needs a store folder and files "
+                f"this user may write"
+            )
 
     # -- model binding -------------------------------------------------------------------------
 
@@ -246,6 +290,13 @@ class VectorStore(abc.ABC):
         self.close()
 
 
+def is_engine_panic(exc: BaseException) -> bool:
+    """True for a Rust panic surfacing from a native store engine (``pyo3_runtime.PanicException``,
+    a BaseException, so that ``except Exception`` does not catch it)."""
+    kind = type(exc)
+    return kind.__name__ == "PanicException" or kind.__module__ == "pyo3_runtime"
+
+
 def check_document_name(name: str) -> str:
     """Return ``name`` if it may name a document, else raise StoreError."""
     if not DOCUMENT_NAME.match(name):
@@ -260,11 +311,13 @@ def open_store(settings: StoreSettings) -> VectorStore:
         settings: Location, collection name and server credentials.
 
     Returns:
-        An open :class:`VectorStore`; close it (or use ``with``) when done.
+        An open :class:`VectorStore`; close it (or use ``with``) when done. An embedded
+        store that this user may not write opens for reading (``read_only``).
 
     Raises:
         StoreError: The store cannot be opened.
         StoreLockedError: An embedded store is open in another process.
+        DiskSpaceError: Too little free disk space to open an embedded store safely.
     """
     location = settings.location.strip()
     if location == MEMORY_LOCATION or location.startswith(("http://", "https://")):
@@ -284,4 +337,4 @@ def open_store(settings: StoreSettings) -> VectorStore:
         )
     from indexer.edge_store import EdgeStore
 
-    return EdgeStore(location, scale=settings.scale)
+    return EdgeStore(location, scale=settings.scale, reserve_free_mb=settings.reserve_free_mb)

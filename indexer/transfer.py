@@ -3,22 +3,72 @@
 ``export_collection`` writes a consistent snapshot of a store (what it holds now) as shards;
 ``load_collection`` upserts shards into a store, older shards first, so the newest version of
 an image wins.
+
+A snapshot may come from anywhere, so loading trusts nothing in it: each shard must pass its
+integrity checks (:func:`indexer.parquet_store.read_shard`) and be of the store's model, else
+it is a bad shard, reported and skipped; each row of a good shard must pass the row checks of
+:mod:`indexer.shard_checks`, else it is rejected with a reason. The good ones are loaded.
+Neither direction carries the store's trusted roots (:mod:`indexer.trusted_roots`): only
+``trust`` given to :func:`load_collection` (``anyshot load --trust``) adds to them.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from indexer.errors import ParquetError
-from indexer.parquet_store import ParquetShardWriter, list_shards, read_shards
+from indexer.parquet_store import ParquetShardWriter, ShardError, list_shards, read_shard
+from indexer.shard_checks import check_rows
 from indexer.store import VectorStore
+from indexer.trusted_roots import root_of, trust_roots
 
 ProgressCallback = Callable[[int], None]
 """Called with the number of points moved so far."""
+
+REJECTED_SAMPLES = 20
+"""How many rejected rows a :class:`LoadReport` describes one by one."""
+_SHOWN_URI_CHARS = 200
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_collection` took and what it refused.
+
+    Attributes:
+        loaded: Rows upserted (an image in several shards counts once per shard).
+        rejected: Rows of good shards refused by the row checks.
+        rejected_rows: The first :data:`REJECTED_SAMPLES` of them: ``{shard, row, uri,
+            reason}``.
+        bad_shards: Shards skipped whole: ``{path, reason}``.
+        shards: Shards found.
+        unchecked_shards: Good shards without a checksum (written by older versions), read
+            with row checks only.
+        points: Points in the store afterwards.
+        trusted: The store's trusted roots afterwards (when ``trust`` was given).
+    """
+
+    loaded: int = 0
+    rejected: int = 0
+    rejected_rows: list[dict[str, Any]] = field(default_factory=list)
+    bad_shards: list[dict[str, str]] = field(default_factory=list)
+    shards: int = 0
+    unchecked_shards: int = 0
+    points: int = 0
+    trusted: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """True when every shard and every row was taken."""
+        return not self.rejected and not self.bad_shards
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as a JSON-ready dict."""
+        return asdict(self)
 
 
 def export_collection(
@@ -29,6 +79,8 @@ def export_collection(
     progress: ProgressCallback | None = None,
 ) -> int:
     """Write every point of ``store`` (vector and payload) as Parquet shards into ``folder``.
+
+    Only points go out: no document of the store (concepts, trusted roots) is written.
 
     Returns:
         The number of points written.
@@ -68,26 +120,86 @@ def export_collection(
 
 
 def load_collection(
-    folder: str | os.PathLike[str], store: VectorStore, *, progress: ProgressCallback | None = None
-) -> int:
-    """Upsert every shard of ``folder`` into ``store``.
+    folder: str | os.PathLike[str],
+    store: VectorStore,
+    *,
+    trust: Iterable[str] = (),
+    progress: ProgressCallback | None = None,
+) -> LoadReport:
+    """Upsert the good rows of the good shards of ``folder`` into ``store``.
+
+    Args:
+        folder: A folder of ``part-*.parquet`` shards (``anyshot export``, a store's
+            ``parquet/``, or a snapshot from elsewhere).
+        store: Where the rows go; an empty store takes the model of the first good shard.
+        trust: Folders and http(s) origins to add to the store's trusted roots, so that the
+            HTTP API may serve the loaded images from there.
+        progress: Called with the number of rows loaded so far.
 
     Returns:
-        The number of rows loaded (an image in several shards counts once per shard).
+        What was loaded, rejected and skipped (:class:`LoadReport`).
 
     Raises:
-        ParquetError: The folder holds no shards, or one is unreadable.
-        ModelMismatchError: The shards and the store come from different models.
+        ParquetError: The folder holds no shards.
+        ConfigError: A ``trust`` entry is neither a folder nor an http(s) origin.
+        StoreReadOnlyError: The store may not be written.
+        StoreError: The store failed (a full disk, ...): what was loaded before stays.
     """
-    if not list_shards(folder):
+    store.require_writable()
+    roots = [root_of(entry) for entry in trust]  # refuse a bad entry before loading anything
+    shards = list_shards(folder)
+    if not shards:
         raise ParquetError(f"{folder}: no Parquet shards (part-*.parquet) to load")
-    loaded = 0
-    for shard in read_shards(folder):
-        store.bind_model(shard.model)
-        store.upsert([int(i) for i in shard.ids], shard.vectors, shard.payloads)
-        loaded += len(shard.ids)
+    report = LoadReport(shards=len(shards))
+    model = store.model()
+    for path in shards:
+        try:
+            shard = read_shard(path)
+        except ShardError as exc:
+            report.bad_shards.append({"path": str(path), "reason": exc.reason})
+            continue
+        if model is not None and not shard.model.is_compatible(model):
+            report.bad_shards.append(
+                {
+                    "path": str(path),
+                    "reason": f"embeddings of model {shard.model.label!r}, but the store "
+                    f"holds {model.label!r}",
+                }
+            )
+            continue
+        verdict = check_rows(shard, shard.model.dim)
+        report.rejected += len(verdict.rejected)
+        for row, reason in verdict.rejected:
+            if len(report.rejected_rows) < REJECTED_SAMPLES:
+                uri = shard.payloads[row].get("uri")
+                report.rejected_rows.append(
+                    {
+                        "shard": str(path),
+                        "row": row,
+                        "uri": uri[:_SHOWN_URI_CHARS] if isinstance(uri, str) else None,
+                        "reason": reason,
+                    }
+                )
+        if shard.checksum is None:
+            report.unchecked_shards += 1
+        if not verdict.kept:
+            continue
+        if model is None:
+            store.bind_model(shard.model)
+            model = shard.model
+        kept = verdict.kept
+        store.upsert(
+            [int(shard.ids[row]) for row in kept],
+            shard.vectors[kept],
+            [shard.payloads[row] for row in kept],
+        )
+        report.loaded += len(kept)
         if progress:
-            progress(loaded)
-    store.optimize()
-    store.flush()
-    return loaded
+            progress(report.loaded)
+    if report.loaded:
+        store.optimize()
+        store.flush()
+    if roots and store.model() is not None:
+        report.trusted = list(trust_roots(store, roots))
+    report.points = store.count()
+    return report

@@ -343,26 +343,66 @@ def export_command(folder: str, store: str | None, as_json: bool) -> None:
 @main.command("load")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
 @click.option("--store", metavar="LOCATION", help="The store to load into.")
-@click.option("--json", "as_json", is_flag=True, help="Print the count as JSON.")
-def load_command(folder: str, store: str | None, as_json: bool) -> None:
+@click.option(
+    "--trust",
+    "trust",
+    multiple=True,
+    metavar="FOLDER|ORIGIN",
+    help="Let the HTTP API serve the loaded images from this folder or http(s) origin "
+    "(repeatable). Without it, images of a snapshot are searchable but served only from "
+    "folders this store was indexed from.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def load_command(folder: str, store: str | None, trust: tuple[str, ...], as_json: bool) -> None:
     """Load Parquet shards from FOLDER (anyshot export, or a store's parquet/) into a store.
+
+    Every shard is checked (checksums, schema, model) and every row (uri, id, vector,
+    payload); bad shards and rows are reported and skipped, the good ones loaded. Exit status
+    1 when anything was rejected.
 
     \b
     Examples:
       anyshot load ./snapshot --store http://qdrant:6333
       anyshot load ./index/parquet --store ./rebuilt-index
+      anyshot load ./snapshot --store ./index --trust /data/photos --json
     """
+    from indexer.store import MEMORY_LOCATION
     from indexer.transfer import load_collection
 
     settings = build_settings(store=store)
+    if settings.store.location.strip() == MEMORY_LOCATION:
+        click.secho(
+            f"warning: --store {MEMORY_LOCATION} keeps nothing: the loaded images are gone "
+            "when this command ends",
+            fg="yellow",
+            err=True,
+        )
     with user_errors(), open_client(settings) as client:
-        count = load_collection(folder, client.store)
-        points = client.store.count()
-    click.echo(
-        json.dumps({"loaded": count, "points": points})
-        if as_json
-        else f"loaded {count} rows; the store holds {points} images"
-    )
+        report = load_collection(folder, client.store, trust=trust)
+    if as_json:
+        click.echo(json.dumps(report.to_dict()))
+    else:
+        for bad in report.bad_shards:
+            click.echo(f"bad shard {bad['path']}: {bad['reason']}")
+        for row in report.rejected_rows:
+            shown = f"row {row['row']} of {row['shard']} ({row['uri']})"
+            click.echo(f"rejected {shown}: {row['reason']}")
+        if report.rejected > len(report.rejected_rows):
+            click.echo(f"... and {report.rejected - len(report.rejected_rows)} more rejected rows")
+        click.echo(
+            f"loaded {report.loaded} rows; rejected {report.rejected} rows and "
+            f"{len(report.bad_shards)} of {report.shards} shards; "
+            f"the store holds {report.points} images"
+        )
+    if not report.complete:
+        where = "rejected_rows and bad_shards in the JSON above" if as_json else "the lines above"
+        click.secho(
+            f"error: {report.rejected} rows and {len(report.bad_shards)} shards of {folder} "
+            f"were rejected (see {where}); the rest was loaded",
+            fg="red",
+            err=True,
+        )
+        sys.exit(1)
 
 
 @main.command()

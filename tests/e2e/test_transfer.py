@@ -26,7 +26,16 @@ def test_export_then_load_into_another_store(image_folder, random_model_name, tm
     code, out, _ = run("export", str(tmp_path / "snapshot"), "--store", source, "--json")
     assert code == 0 and json.loads(out) == {"exported": 6, "folder": str(tmp_path / "snapshot")}
     code, out, _ = run("load", str(tmp_path / "snapshot"), "--store", target, "--json")
-    assert code == 0 and json.loads(out) == {"loaded": 6, "points": 6}
+    report = json.loads(out)
+    assert code == 0
+    assert {k: report[k] for k in ("loaded", "rejected", "bad_shards", "points", "shards")} == {
+        "loaded": 6,
+        "rejected": 0,
+        "bad_shards": [],
+        "points": 6,
+        "shards": 1,
+    }
+    assert report["unchecked_shards"] == 0  # exported shards carry a checksum
 
     # the loaded store answers like the original: same model, same neighbours
     code, out, _ = run(
@@ -42,21 +51,30 @@ def test_export_then_load_into_another_store(image_folder, random_model_name, tm
 
 
 def test_export_reflects_removals_and_load_keeps_the_newest(tmp_path):
-    from indexer.schema import ModelIdentity
+    from indexer.schema import ModelIdentity, point_id
 
     model = ModelIdentity("m", None, 4)
     vectors = np.eye(4, dtype=np.float32)
     payloads = [{"uri": f"/p/{i}.jpg", "size": i} for i in range(4)]
+    ids = [point_id(p["uri"]) for p in payloads]
     with open_store(StoreSettings(location=str(tmp_path / "a"))) as store:
         store.bind_model(model)
-        store.upsert([1, 2, 3, 4], vectors, payloads)
-        store.delete([4])
+        store.upsert(ids, vectors, payloads)
+        store.delete(ids[3:])
         assert export_collection(store, tmp_path / "snap", batch_size=2) == 3
         with pytest.raises(ParquetError, match="already holds Parquet shards"):
             export_collection(store, tmp_path / "snap")
+        # a newer version of image 0 in a later shard wins
+        store.upsert(ids[:1], vectors[1:2], [dict(payloads[0], size=99)])
+        store.delete(ids[1:])
+        assert export_collection(store, tmp_path / "snap2") == 1
+    newer = sorted((tmp_path / "snap2").glob("part-*.parquet"))[0]
+    newer.rename(tmp_path / "snap" / "part-99999999999999999999-newest.parquet")
     with open_store(StoreSettings(location=":memory:")) as memory:
-        assert load_collection(tmp_path / "snap", memory) == 3
-        assert sorted(p.id for p in memory.scroll()) == [1, 2, 3]
+        report = load_collection(tmp_path / "snap", memory)
+        assert (report.loaded, report.rejected, report.bad_shards) == (4, 0, [])
+        assert sorted(p.id for p in memory.scroll()) == sorted(ids[:3])
+        assert memory.retrieve(ids[:1])[0].payload["size"] == 99
         with pytest.raises(ParquetError, match="no Parquet shards"):
             load_collection(tmp_path / "empty", memory)
 
@@ -73,5 +91,32 @@ def test_load_refuses_another_model(image_folder, random_model_name, other_model
         "--store",
         other,
     )
-    code, _, err = run("load", str(tmp_path / "other" / "parquet"), "--store", store)
-    assert code == 1 and "this collection was built with model" in err
+    [foreign] = sorted((tmp_path / "other" / "parquet").glob("part-*.parquet"))
+    code, out, err = run("load", str(foreign.parent), "--store", store, "--json")
+    assert code == 1
+    report = json.loads(out.splitlines()[-1])
+    assert (report["loaded"], report["rejected"], report["points"]) == (0, 0, 6)
+    assert report["bad_shards"] == [
+        {
+            "path": str(foreign),
+            "reason": f"embeddings of model 'local-dir:{other_model_dir}', but the store holds "
+            f"'{random_model_name}'",
+        }
+    ]
+    assert err.strip().splitlines() == [
+        f"error: 0 rows and 1 shards of {foreign.parent} were rejected (see rejected_rows and "
+        "bad_shards in the JSON above); the rest was loaded"
+    ]
+
+
+def test_load_summary_line_and_memory_warning(image_folder, random_model_name, tmp_path):
+    source = str(tmp_path / "source")
+    run("index", str(image_folder["red"].parent), "--model", random_model_name, "--store", source)
+    code, out, err = run("load", str(tmp_path / "source" / "parquet"), "--store", ":memory:")
+    assert code == 0
+    assert (
+        out.strip() == "loaded 6 rows; rejected 0 rows and 0 of 1 shards; the store holds 6 images"
+    )
+    assert err.strip() == (
+        "warning: --store :memory: keeps nothing: the loaded images are gone when this command ends"
+    )

@@ -10,7 +10,13 @@ import pytest
 
 from indexer.config import StoreSettings
 from indexer.errors import ModelMismatchError, ParquetError
-from indexer.parquet_store import ParquetShardWriter, list_shards, parquet_schema, read_shards
+from indexer.parquet_store import (
+    CHECKSUM_METADATA_KEY,
+    ParquetShardWriter,
+    list_shards,
+    parquet_schema,
+    read_shards,
+)
 from indexer.schema import ImagePayload, ModelIdentity, point_id
 from indexer.store import open_store
 
@@ -55,7 +61,9 @@ def test_shards_share_one_schema_and_record_the_model(tmp_path: Path) -> None:
     schema = pq.read_schema(path)
     expected = parquet_schema(MODEL)
     assert schema.remove_metadata().equals(expected.remove_metadata())
-    assert schema.metadata == expected.metadata
+    written = dict(schema.metadata)
+    assert written.pop(CHECKSUM_METADATA_KEY).startswith(b"sha256:")
+    assert written == expected.metadata
     assert list_shards(tmp_path) == [path]
     assert not list(tmp_path.glob(".*.tmp"))
 

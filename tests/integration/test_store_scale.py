@@ -237,7 +237,7 @@ def test_an_embedded_collection_moves_to_a_quantized_layout_with_export_and_load
         quantization="scalar", on_disk_vectors=True, hnsw_m=8, indexing_threshold=100
     )
     with EdgeStore(tmp_path / "moved", scale=scale) as moved:
-        assert load_collection(tmp_path / "snapshot", moved) == 1200
+        assert load_collection(tmp_path / "snapshot", moved).loaded == 1200
         moved.optimize()
         info = moved.info()
         assert (info.points, info.indexed_vectors) == (1200, 1200)
