@@ -34,6 +34,7 @@ from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import TaskRunner
 
+from indexer.access import AccessPolicy
 from indexer.config import (
     IndexSettings,
     ModelSettings,
@@ -48,10 +49,13 @@ from indexer.errors import ConfigError
 from indexer.indexing import (
     IndexPlan,
     IndexReport,
+    SourceScope,
     discover_source,
     embed_batch,
     finish_index,
+    pixel_pipeline,
     plan_index,
+    refuse_emptying,
     source_scope,
     write_batch,
 )
@@ -83,19 +87,23 @@ class EmbeddedBatch:
 def discover_task(
     source: str, settings: IndexSettings
 ) -> tuple[list[ImageRecord], list[DiscoveryProblem]]:
-    """Find the images of the source."""
-    return discover_source(source, settings)
+    """Find the images of the source (a run started here may read anything)."""
+    return discover_source(source, settings, AccessPolicy.for_index(settings))
 
 
 @task(name="plan", cache_policy=NO_CACHE, **IO_RETRIES)
 def plan_task(
     records: list[ImageRecord],
     store: VectorStore,
-    scope: str | None,
+    scope: SourceScope | None,
     skip_report: SkipReport | None,
+    problems: list[DiscoveryProblem],
+    prune: bool,
 ) -> IndexPlan:
-    """Compare the source with the store: new, changed, unchanged, vanished."""
-    return plan_index(records, store, scope=scope, skip_report=skip_report)
+    """Compare the source with the store: new, changed, unchanged, vanished, kept."""
+    return plan_index(
+        records, store, scope=scope, skip_report=skip_report, problems=problems, prune=prune
+    )
 
 
 @task(name="embed", cache_policy=NO_CACHE)
@@ -125,7 +133,7 @@ def prepare_embed_task(
 ) -> EmbeddedBatch:
     """Decode and embed one batch on a worker; write it too when ``store`` is given."""
     embedder = shared_embedder(model)
-    batch = embedder.pixel_pipeline(max_pixels=index.max_image_pixels).prepare(jobs)
+    batch = pixel_pipeline(embedder, index).prepare(jobs)
     vectors = embed_batch(embedder, batch)
     written = store is not None
     if written:
@@ -139,14 +147,14 @@ def prepare_embed_task(
 def finish_task(
     store: VectorStore, report: IndexReport, plan: IndexPlan, skip_report: SkipReport | None
 ) -> None:
-    """Remove vanished images, record skipped files, optimise the index."""
+    """Remove vanished images, record skipped files and the run's roots, optimise the index."""
     finish_index(store, report, plan, skip_report)
 
 
 def _local_batches(
     plan: IndexPlan, embedder: Embedder, settings: Settings
 ) -> Iterator[EmbeddedBatch]:
-    pipeline = embedder.pixel_pipeline(max_pixels=settings.index.max_image_pixels)
+    pipeline = pixel_pipeline(embedder, settings.index)
     for batch in prepare_batches(
         plan.jobs, pipeline, batch_size=settings.index.batch_size, workers=settings.index.workers
     ):
@@ -216,15 +224,21 @@ def index_images(
         vector_store.bind_model(embedder.identity)
         records, report.problems = discover_task(source, settings.index)
         skip_report = SkipReport(folders.state_dir) if folders.state_dir else None
-        plan = plan_task(records, vector_store, source_scope(source), skip_report)
-        report.unchanged = len(plan.unchanged)
+        prune = settings.index.prune
+        plan = plan_task(
+            records, vector_store, source_scope(source), skip_report, report.problems, prune
+        )
+        refuse_emptying(plan, source, prune=prune)
+        report.unchanged = len(plan.unchanged) + len(plan.kept)
         total = len(plan.jobs)
         logger.info(
-            "%d images: %d to embed, %d unchanged, %d to remove, %d known bad",
+            "%d images: %d to embed, %d unchanged, %d to remove, %d kept (unreadable), "
+            "%d known bad",
             len(records),
             total,
             len(plan.unchanged),
             len(plan.vanished),
+            len(plan.kept),
             len(plan.known_bad),
         )
         progress_id = create_progress_artifact(

@@ -119,6 +119,14 @@ RUNNERS = ("auto", "inline", "prefect", "dask")
 def index_options(fn: F) -> F:
     """Options that shape an index run (index and schedule)."""
     fn = click.option(
+        "--prune",
+        is_flag=True,
+        default=None,
+        help="Also remove the images under folders that could not be read, and all images of "
+        "a source folder that is now empty (default: keep them; only files that are gone "
+        "are removed).",
+    )(fn)
+    fn = click.option(
         "--workers",
         type=click.IntRange(0, 256),
         help="Decoding processes (0: decode in the main process). Default: one per spare core.",
@@ -172,6 +180,7 @@ def index(
     batch_size: int | None,
     include_hidden: bool | None,
     workers: int | None,
+    prune: bool | None,
     runner: str,
     dask_address: str | None,
     dask_workers: int,
@@ -179,9 +188,13 @@ def index(
 ) -> None:
     """Index the images of SOURCE: a folder, a list file (.txt or .parquet) or one image.
 
-    Re-running embeds only new and changed images and removes vanished ones; a run that was
-    killed resumes where it stopped. While `anyshot serve` holds the store folder, the run
+    Re-running embeds only new and changed images and removes the ones whose files are gone;
+    images under folders that cannot be read now are kept (--prune removes them). A run that
+    was killed resumes where it stopped. While `anyshot serve` holds the store folder, the run
     goes to the server (which keeps answering searches); the server's settings apply.
+
+    With --json the last line of stdout is one JSON object: indexed, unchanged, removed,
+    skipped, seconds, and problems (every file or folder not indexed, with its reason).
 
     \b
     Examples:
@@ -196,6 +209,7 @@ def index(
         batch_size=batch_size,
         include_hidden=include_hidden,
         workers=workers,
+        prune=prune,
     )
     with user_errors():
         try:
@@ -276,6 +290,7 @@ def schedule(
     batch_size: int | None,
     include_hidden: bool | None,
     workers: int | None,
+    prune: bool | None,
     cron: str | None,
     interval: float | None,
     name: str | None,
@@ -290,6 +305,9 @@ def schedule(
       anyshot schedule ~/Pictures --cron "0 * * * *" --store ./index
       anyshot schedule /data/photos --interval 600 --store http://qdrant:6333
     """
+    from search.client import quiet_prefect_telemetry
+
+    quiet_prefect_telemetry()
     from pipelines.schedule import serve_index_schedule
 
     index = {
@@ -298,6 +316,7 @@ def schedule(
             "batch_size": batch_size,
             "include_hidden": include_hidden,
             "workers": workers,
+            "prune": prune,
         }.items()
         if v is not None
     }
