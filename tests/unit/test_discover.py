@@ -9,6 +9,7 @@ import shutil
 import stat
 import sys
 import tempfile
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from indexer.access import AccessPolicy
 from indexer.discover import (
     IMAGE_EXTENSIONS,
     DiscoveryProblem,
@@ -25,7 +27,7 @@ from indexer.discover import (
     read_image_list,
 )
 from indexer.errors import SourceError
-from indexer.schema import ImageRecord
+from indexer.schema import ImageRecord, path_uri, uri_path
 
 NOBODY = 65534
 
@@ -460,9 +462,109 @@ def test_a_deep_tree_does_not_hit_the_recursion_limit(tmp_path: Path) -> None:
             folder.rmdir()
 
 
-def test_records_are_regular_files_only(tmp_path: Path) -> None:
+def test_special_files_with_image_names_are_reported_not_yielded(tmp_path: Path) -> None:
     touch(tmp_path / "a.jpg")
     os.mkfifo(tmp_path / "pipe.jpg")
+    os.mkfifo(tmp_path / "pipe")  # no image name: not looked at, like any other file
+    problems = Problems()
 
-    assert uris(discover_images(tmp_path)) == [str(tmp_path / "a.jpg")]
+    assert uris(discover_images(tmp_path, on_problem=problems)) == [str(tmp_path / "a.jpg")]
+    assert problems == [DiscoveryProblem(str(tmp_path / "pipe.jpg"), "not a regular file (a FIFO)")]
     assert stat.S_ISFIFO((tmp_path / "pipe.jpg").stat().st_mode)
+
+
+def test_a_fifo_as_a_list_is_refused_at_once(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "list.txt")  # opening it for reading would wait for a writer
+
+    with pytest.raises(SourceError, match="not a folder, an image or a list of images"):
+        discover(tmp_path / "list.txt")
+    with pytest.raises(SourceError) as caught:
+        read_image_list(tmp_path / "list.txt")
+    assert str(caught.value) == f"{tmp_path / 'list.txt'}: not a regular file (a FIFO)"
+
+
+def test_list_entries_that_are_not_local_regular_files(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.png")
+    listing = tmp_path / "list.txt"
+    listing.write_text(
+        "file://otherhost/etc/passwd\nfile://localhost/dev/zero\n/dev/zero\npipe.png\n"
+    )
+    problems = Problems()
+
+    assert list(read_image_list(listing, on_problem=problems)) == []
+    assert problems == [
+        DiscoveryProblem("file://otherhost/etc/passwd", "not a local file URL (host 'otherhost')"),
+        DiscoveryProblem("/dev/zero", "not a regular file (a character device)"),
+        DiscoveryProblem("/dev/zero", "not a regular file (a character device)"),
+        DiscoveryProblem(str(tmp_path / "pipe.png"), "not a regular file (a FIFO)"),
+    ]
+
+
+def test_names_that_are_not_utf8_get_lossless_uris(tmp_path: Path) -> None:
+    raw = touch(tmp_path / os.fsdecode(b"bad\xffname.png"))
+    plain = touch(tmp_path / "caf\u00e9.png")
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{plain}\nfile://{urllib.parse.quote(os.fsencode(str(raw)))}\n")
+
+    found = uris(discover_images(tmp_path))
+
+    assert found == [path_uri(str(raw)), str(plain)]
+    assert found[0] == "file://" + urllib.parse.quote(str(tmp_path)) + "/bad%FFname.png"
+    assert uri_path(found[0]) == str(raw)
+    assert uris(read_image_list(listing)) == [str(plain), path_uri(str(raw))]
+
+
+class TestRoots:
+    """Under an access policy with roots: nothing outside them is yielded."""
+
+    @pytest.fixture
+    def tree(self, tmp_path: Path) -> tuple[Path, Path, AccessPolicy]:
+        root, outside = tmp_path / "root", tmp_path / "outside"
+        touch(root / "in.jpg")
+        touch(outside / "out.jpg")
+        touch(outside / "sub" / "deep.jpg")
+        return root, outside, AccessPolicy(roots=(str(root),))
+
+    def test_links_outside_are_reported(self, tree) -> None:
+        root, outside, policy = tree
+        (root / "folder-link").symlink_to(outside, target_is_directory=True)
+        (root / "file-link.jpg").symlink_to(outside / "out.jpg")
+        (root / "inner-link.jpg").symlink_to(root / "in.jpg")
+        problems = Problems()
+
+        found = uris(discover(root, on_problem=problems, access=policy))
+
+        assert found == [str(root / "in.jpg"), str(root / "inner-link.jpg")]
+        outside_reason = "symlink outside the folders this run may read"
+        assert problems == [
+            DiscoveryProblem(str(root / "file-link.jpg"), outside_reason),
+            DiscoveryProblem(str(root / "folder-link"), outside_reason, folder=True),
+        ]
+        assert len(uris(discover(root))) == 5  # without a policy, links are followed
+
+    def test_a_source_outside_is_refused(self, tree) -> None:
+        root, outside, policy = tree
+        (root / "escape").symlink_to(outside, target_is_directory=True)
+        for source in (outside, outside / "out.jpg", root / "escape"):
+            with pytest.raises(SourceError) as caught:
+                discover(source, access=policy)
+            assert str(caught.value) == f"{source}: outside the folders this run may read"
+
+    def test_list_entries_outside_and_urls_are_reported(self, tree) -> None:
+        root, outside, policy = tree
+        listing = root / "list.txt"
+        listing.write_text(f"in.jpg\n../outside/out.jpg\n{outside}/sub/deep.jpg\nhttp://x/a.jpg\n")
+        problems = Problems()
+
+        no_urls = AccessPolicy(roots=policy.roots, fetch_urls=False)
+        records = list(read_image_list(listing, on_problem=problems, access=no_urls))
+
+        assert uris(records) == [str(root / "in.jpg")]
+        assert problems == [
+            DiscoveryProblem(str(outside / "out.jpg"), "outside the folders this run may read"),
+            DiscoveryProblem(
+                str(outside / "sub" / "deep.jpg"), "outside the folders this run may read"
+            ),
+            DiscoveryProblem("http://x/a.jpg", "URL fetching is off (api.fetch_image_urls)"),
+        ]
+        assert uris(read_image_list(listing, access=policy))[-1] == "http://x/a.jpg"
