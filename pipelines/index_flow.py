@@ -13,6 +13,7 @@ batches:
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import deque
@@ -45,7 +46,7 @@ from indexer.config import (
 )
 from indexer.discover import DiscoveryProblem
 from indexer.embed import Embedder, shared_embedder
-from indexer.errors import ConfigError
+from indexer.errors import AnyshotError, ConfigError
 from indexer.indexing import (
     IndexPlan,
     IndexReport,
@@ -308,16 +309,49 @@ def run_index_flow(
     if progress is not None:
         _PROGRESS_HOOKS.append(progress)
     try:
-        if runner == "dask":
-            configured = index_images.with_options(
-                task_runner=dask_task_runner(dask_address, dask_workers)
-            )
-            with shared_prefect_api():
-                return configured(source, runner="dask", **parameters)
-        return index_images(source, runner="local", **parameters)
+        with errors_in_one_line():
+            if runner == "dask":
+                configured = index_images.with_options(
+                    task_runner=dask_task_runner(dask_address, dask_workers)
+                )
+                with shared_prefect_api():
+                    return configured(source, runner="dask", **parameters)
+            return index_images(source, runner="local", **parameters)
     finally:
         if progress is not None:
             _PROGRESS_HOOKS.remove(progress)
+
+
+RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+"""Prefect's loggers that report a failed flow or task run with its traceback."""
+
+
+class _WithoutTraceback(logging.Filter):
+    """Drop the traceback from a log record whose exception is one of ours."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], AnyshotError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+@contextmanager
+def errors_in_one_line() -> Iterator[None]:
+    """While flows run for a command, Prefect logs our errors without a traceback.
+
+    They are expected outcomes (a missing source, a store built by another model), raised
+    again from the flow and shown by the command as one line; a traceback is for bugs.
+    """
+    quiet = _WithoutTraceback()
+    loggers = [logging.getLogger(name) for name in RUN_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(quiet)
 
 
 def dask_task_runner(address: str | None = None, workers: int = 2) -> TaskRunner[Any]:

@@ -692,5 +692,13 @@ def test_the_prefect_runner_prints_no_traceback(tmp_path) -> None:
 
     assert result.returncode == 0, result.stderr
     assert_no_traceback(result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr and "sqlalchemy" not in result.stderr.lower()
+    assert "sqlalchemy" not in result.stderr.lower()
     assert counts(json.loads(result.stdout.strip().splitlines()[-1])) == (3, 0, 0, 0)
+
+    # A run that fails inside the flow: one line, as with the inline runner.
+    command[2] = str(tmp_path / "missing")
+    failed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
+
+    assert failed.returncode == 1
+    assert_no_traceback(failed.stdout, failed.stderr)
+    assert f"error: {tmp_path / 'missing'}: no such file or folder\n" in failed.stderr
