@@ -282,7 +282,7 @@ def test_schedule_runs_the_flow_and_indexes_new_files(
 def test_schedule_without_a_server_is_a_clear_error(image_folder, monkeypatch):
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     result = CliRunner().invoke(
-        main, ["schedule", str(image_folder["red"].parent), "--interval", "60"]
+        main, ["schedule", str(image_folder["red"].parent), "--interval", "60", "--prune"]
     )
     assert result.exit_code == 1
     assert "scheduling needs a Prefect server" in result.stderr

@@ -113,13 +113,13 @@ def test_a_file_past_its_decode_deadline_is_skipped(
     embedder: Embedder, tmp_path: Path, workers: int
 ) -> None:
     jobs = write_images(tmp_path, [40, 41, 42])
-    Image.new("RGB", (4000, 4000), "green").save(tmp_path / "01.png")  # ~0.2 s to decode
-    pipeline = embedder.pixel_pipeline(max_pixels=10**8, decode_timeout=0.02)
+    Image.new("RGB", (6000, 6000), "green").save(tmp_path / "01.png")  # ~0.4 s to decode
+    pipeline = embedder.pixel_pipeline(max_pixels=10**8, decode_timeout=0.1)
 
     batches = list(prepare_batches(jobs, pipeline, batch_size=2, workers=workers))
 
     assert outcome(batches) == [
-        (["00.png"], [("01.png", "took longer than 0.02 s to read and decode")]),
+        (["00.png"], [("01.png", "took longer than 0.1 s to read and decode")]),
         (["02.png"], []),
     ]
     assert batches[0].pixels.shape == (1, 32, 32, 3)
@@ -151,7 +151,7 @@ def test_a_file_that_hangs_its_worker_is_skipped(
 ) -> None:
     """A hang the deadline's signal cannot interrupt (as inside C code): the worker is killed
     once its batch runs past the deadline plus a grace, the batch is redone file by file."""
-    monkeypatch.setattr(prepare_module, "WORKER_START_GRACE", 4.0)
+    monkeypatch.setattr(prepare_module, "WORKER_START_GRACE", 8.0)
     jobs = write_images(tmp_path, [40, 13, 42, 43])
     base = embedder.pixel_pipeline(max_pixels=10**8, decode_timeout=0.5)
     pipeline = replace(base, pil_steps=HangOnWidth(13, base.pil_steps))
