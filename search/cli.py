@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import click
 
 from indexer.config import Settings, build_settings
-from indexer.errors import AnyshotError, StoreLockedError
+from indexer.errors import AnyshotError, ConfigError, StoreLockedError
 
 if TYPE_CHECKING:
     from search.client import ImageSearch, IndexRunner
@@ -248,8 +248,20 @@ def index(
 
 
 def absolute_source(source: str) -> str:
-    """A source as the server must see it: an absolute path (URLs and lists stay as given)."""
-    return os.path.abspath(source) if os.path.exists(source) else source
+    """A source as the server must see it: an absolute path (URLs and lists stay as given).
+
+    Raises:
+        ConfigError: A path that is not UTF-8 (a request cannot carry it).
+    """
+    path = os.path.abspath(source) if os.path.exists(source) else source
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(
+            f"{source}: a path that is not UTF-8 cannot be sent to the server; index it with "
+            "the server stopped, or index a folder above it"
+        ) from exc
+    return path
 
 
 def running_server(settings: Settings) -> RemoteServer | None:

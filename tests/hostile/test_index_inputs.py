@@ -397,6 +397,28 @@ def test_post_index_takes_names_that_are_not_utf8(tmp_path) -> None:
         assert stored_uris(opened) == [str(images / "a.png"), path_uri(str(odd))]
 
 
+@pytest.mark.slow
+def test_a_source_not_utf8_is_not_handed_to_a_running_server(tiny_store, tmp_path) -> None:
+    """While ``anyshot serve`` holds the store, ``anyshot index`` hands the run to it; a path
+    that a request cannot carry is refused in one line."""
+    _, store = tiny_store
+    folder = write_png(tmp_path / os.fsdecode(b"caf\xe9") / "a.png", 1).parent
+    with serving(store):
+        result = subprocess.run(
+            [ANYSHOT, "index", os.fsencode(folder), "--store", str(store)],
+            capture_output=True,
+            env=os.environ | BASE_ENV,
+            timeout=300,
+        )
+    stderr = result.stderr.decode(errors="replace")
+    assert result.returncode == 1, stderr
+    assert_no_traceback(stderr)
+    assert stderr.splitlines()[-1].endswith(
+        "a path that is not UTF-8 cannot be sent to the server; index it with the server "
+        "stopped, or index a folder above it"
+    )
+
+
 def test_special_files_in_a_walk_are_reported_and_counted(tmp_path, store, embedder) -> None:
     images = tmp_path / "images"
     write_png(images / "a.png", 1)
