@@ -1,5 +1,7 @@
 """Read one image's bytes (path, ``file://`` URI or http(s) URL) and decode them to RGB.
 
+Reading goes through :mod:`indexer.access`, under an :class:`~indexer.access.AccessPolicy`.
+
 Decoding is where untrusted files meet C code, so every failure becomes an
 :class:`~indexer.errors.ImageDecodeError` with a short reason; callers log it, count it and go on
 with the batch. Nothing here touches Pillow's global settings.
@@ -8,33 +10,25 @@ with the batch. Nothing here touches Pillow's global settings.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import io
 import logging
-import os
 import re
-import stat
-import urllib.error
 import urllib.parse
-import urllib.request
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from indexer.access import AccessPolicy, fetch_url, read_local_file
 from indexer.errors import ImageDecodeError
+from indexer.schema import uri_path
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_MAX_BYTES = 256 * 1024 * 1024
-"""Files and downloads larger than this are refused."""
 
 DEFAULT_MAX_PIXELS = 100_000_000
 """Images with more pixels are refused before their pixels are decoded."""
 
-_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-_USER_AGENT = "anyshot/0.1"
 _WHITE = (255, 255, 255)
 _SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})  # EXIF orientations that turn the image 90°
 _PILLOW_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
@@ -63,34 +57,36 @@ class DecodedImage:
     sha256: str
 
 
-def read_image_bytes(
-    uri: str, *, timeout: float = 30.0, max_bytes: int = DEFAULT_MAX_BYTES
-) -> bytes:
+def read_image_bytes(uri: str, *, access: AccessPolicy | None = None) -> bytes:
     """Read the bytes of one image from a local path, a ``file://`` URI or an http(s) URL.
+
+    Local files go through :func:`~indexer.access.read_local_file` (regular files only, never
+    blocking on a FIFO, under ``access.roots`` after resolving links, checked on the opened
+    file); URLs through :func:`~indexer.access.fetch_url` (the policy's hosts, deadline and
+    size cap). A ``file://`` URL of another host is refused, never read as a local path.
 
     Args:
         uri: Local path, ``file://`` URI or ``http://``/``https://`` URL.
-        timeout: Seconds to wait for a web server to connect or send data.
-        max_bytes: Larger files and downloads are refused.
+        access: What may be read; None reads anything, with a 60 s deadline per download.
 
     Returns:
         The file's bytes, never empty.
 
     Raises:
-        ImageDecodeError: The file is missing, unreadable, empty or too large, or the download
-            failed; ``reason`` says which.
+        ImageDecodeError: The file is missing, unreadable, not a regular file, outside the
+            roots, empty or too large, or the download was refused or failed; ``reason``
+            says which.
     """
-    match = _URL_SCHEME.match(uri)
-    if match is None:
-        return _read_file(uri, uri, max_bytes)
-    scheme = match.group(1).lower()
+    policy = access if access is not None else AccessPolicy()
+    path = uri_path(uri)
+    if path is not None:
+        return read_local_file(path, roots=policy.roots, max_bytes=policy.max_bytes, shown=uri)
+    scheme = uri.split("://", 1)[0].lower()
     if scheme in ("http", "https"):
-        return _download(uri, timeout, max_bytes)
+        return fetch_url(uri, policy)
     if scheme == "file":
-        parsed = urllib.parse.urlsplit(uri)
-        if parsed.netloc not in ("", "localhost"):
-            raise ImageDecodeError(uri, f"not a local file URL (host {parsed.netloc!r})")
-        return _read_file(uri, urllib.request.url2pathname(parsed.path), max_bytes)
+        host = urllib.parse.urlsplit(uri).netloc
+        raise ImageDecodeError(uri, f"not a local file URL (host {host!r})")
     raise ImageDecodeError(uri, f"unsupported URL scheme {scheme!r}")
 
 
@@ -169,7 +165,7 @@ def load_image(
     *,
     target_size: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-    timeout: float = 30.0,
+    access: AccessPolicy | None = None,
 ) -> DecodedImage:
     """Read and decode one image: :func:`read_image_bytes` then :func:`decode_image`.
 
@@ -177,7 +173,7 @@ def load_image(
         uri: Local path, ``file://`` URI or http(s) URL.
         target_size: See :func:`decode_image`.
         max_pixels: See :func:`decode_image`.
-        timeout: Seconds to wait for a web server.
+        access: What may be read; see :func:`read_image_bytes`.
 
     Returns:
         The decoded image.
@@ -185,66 +181,8 @@ def load_image(
     Raises:
         ImageDecodeError: The image cannot be read or decoded.
     """
-    data = read_image_bytes(uri, timeout=timeout)
+    data = read_image_bytes(uri, access=access)
     return decode_image(data, uri=uri, target_size=target_size, max_pixels=max_pixels)
-
-
-def _read_file(uri: str, path: str, max_bytes: int) -> bytes:
-    try:
-        with open(path, "rb") as file:
-            info = os.fstat(file.fileno())
-            if stat.S_ISREG(info.st_mode):
-                if info.st_size > max_bytes:
-                    raise ImageDecodeError(uri, f"larger than {max_bytes} bytes")
-                data = file.read()  # one read, buffer sized from fstat
-            else:
-                data = file.read(max_bytes + 1)
-    except FileNotFoundError as exc:
-        raise ImageDecodeError(uri, "no such file") from exc
-    except PermissionError as exc:
-        raise ImageDecodeError(uri, "permission denied") from exc
-    except IsADirectoryError as exc:
-        raise ImageDecodeError(uri, "is a folder") from exc
-    except OSError as exc:
-        raise ImageDecodeError(uri, f"cannot read: {exc.strerror or exc}") from exc
-    if not data:
-        raise ImageDecodeError(uri, "empty file")
-    if len(data) > max_bytes:
-        raise ImageDecodeError(uri, f"larger than {max_bytes} bytes")
-    return data
-
-
-def _download(url: str, timeout: float, max_bytes: int) -> bytes:
-    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            length = response.headers.get("Content-Length", "")
-            if length.isdigit():
-                if int(length) > max_bytes:
-                    raise ImageDecodeError(url, f"larger than {max_bytes} bytes")
-                data = response.read()
-            else:
-                data = _read_limited(response, url, max_bytes)
-    except urllib.error.HTTPError as exc:
-        raise ImageDecodeError(url, f"HTTP {exc.code}") from exc
-    except urllib.error.URLError as exc:
-        raise ImageDecodeError(url, f"download failed: {exc.reason}") from exc
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        raise ImageDecodeError(url, f"download failed: {exc or type(exc).__name__}") from exc
-    if not data:
-        raise ImageDecodeError(url, "empty file")
-    return data
-
-
-def _read_limited(response: http.client.HTTPResponse, url: str, max_bytes: int) -> bytes:
-    chunks: list[bytes] = []
-    total = 0
-    while chunk := response.read(1 << 20):
-        total += len(chunk)
-        if total > max_bytes:
-            raise ImageDecodeError(url, f"larger than {max_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _pillow_bomb_reason(exc: Image.DecompressionBombError, max_pixels: int) -> str:

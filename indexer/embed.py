@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import Compose, Normalize
 
+from indexer.access import AccessPolicy
 from indexer.config import ModelSettings
 from indexer.errors import ModelError, QueryError
 from indexer.prepare import PixelPipeline, ResizeCrop
@@ -149,11 +150,22 @@ class Embedder:
             self.dim,
         )
 
-    def pixel_pipeline(self, *, max_pixels: int, timeout: float = 30.0) -> PixelPipeline:
+    def pixel_pipeline(
+        self,
+        *,
+        max_pixels: int,
+        access: AccessPolicy | None = None,
+        decode_timeout: float | None = None,
+    ) -> PixelPipeline:
         """The PIL half of this model's preprocessing, to run in decoding workers.
 
         Workers resize and crop; :meth:`embed_pixels` scales and normalises. Together they give
         the same tensors as :meth:`preprocess_images`.
+
+        Args:
+            max_pixels: Refuse images with more pixels.
+            access: What the workers may read; None reads anything.
+            decode_timeout: Seconds one file may take to read and decode; None: no limit.
         """
         steps = list(getattr(self.preprocess, "transforms", []))
         cut = next((i for i, step in enumerate(steps) if "ToTensor" in type(step).__name__), None)
@@ -170,7 +182,11 @@ class Embedder:
             else Compose(steps[:cut])
         )
         return PixelPipeline(
-            pil_steps=pil_steps, target_size=self.image_size, max_pixels=max_pixels, timeout=timeout
+            pil_steps=pil_steps,
+            target_size=self.image_size,
+            max_pixels=max_pixels,
+            access=access if access is not None else AccessPolicy(),
+            decode_timeout=decode_timeout,
         )
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:

@@ -10,28 +10,45 @@ process (:func:`index_source`), or as Prefect tasks, locally or on a Dask cluste
   the URI, so a run killed at any point loses at most the batches in flight and the next run
   neither duplicates nor re-embeds what was stored;
 - **skip**: a file that cannot be decoded is skipped, reported, remembered with its size and
-  mtime, and retried only once it changes.
+  mtime, and retried only once it changes;
+- **keep**: only images that are positively gone are removed. Images under a folder that
+  could not be read (permissions, a dangling link to an unmounted drive, an I/O error) are
+  kept and counted as unchanged, and a source folder that holds no images any more is not
+  emptied in the store, unless the run prunes (``IndexSettings.prune``);
+- **trust**: the run records the folders and web origins it indexed from in the store
+  (:mod:`indexer.trusted_roots`), which is what a server may serve.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Callable, Iterable
+import urllib.parse
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from indexer.access import AccessPolicy
 from indexer.config import IndexSettings
 from indexer.discover import DiscoveryProblem, discover
 from indexer.embed import Embedder
+from indexer.errors import SourceError
 from indexer.parquet_store import ParquetShardWriter
-from indexer.prepare import ImageJob, PreparedBatch, SkippedImage, prepare_batches
-from indexer.schema import ImageRecord
+from indexer.prepare import (
+    ImageJob,
+    PixelPipeline,
+    PreparedBatch,
+    SkippedImage,
+    prepare_batches,
+)
+from indexer.schema import FILE_URL_PREFIX, ImageRecord, path_uri, uri_path
 from indexer.skip_report import SkipReport
 from indexer.store import PayloadFilter, VectorStore
+from indexer.trusted_roots import roots_of_records, trust_roots
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +58,24 @@ ProgressCallback = Callable[[int, int], None]
 MTIME_TOLERANCE = 1e-5
 """Seconds: Qdrant Edge keeps about 16 significant digits of a float payload, so an mtime of
 1.8e9 s comes back up to ~3e-7 s off."""
+
+
+@dataclass(frozen=True)
+class SourceScope:
+    """The stored images a folder source covers: those a run over it may remove.
+
+    Attributes:
+        folder: The source folder's absolute path (not resolved).
+        prefixes: The URI prefixes of images under it: the plain path (when it is UTF-8) and
+            its ``file://`` form (which names that are not UTF-8 take).
+    """
+
+    folder: str
+    prefixes: tuple[str, ...]
+
+    def covers(self, uri: str) -> bool:
+        """True when ``uri`` is an image under the folder."""
+        return uri.startswith(self.prefixes)
 
 
 @dataclass
@@ -53,7 +88,10 @@ class IndexPlan:
         unchanged: Images stored with the same size and mtime.
         known_bad: Images skipped by an earlier run and not changed since.
         vanished: Ids of stored images under the source's folder that are gone.
+        kept: Ids of stored images under the source's folder that were not seen but lie under
+            a folder or link that could not be read: not removed.
         seen_ids: Ids of every image of the source.
+        roots: The folders (real paths) and web origins the run indexes from.
     """
 
     new: list[ImageRecord] = field(default_factory=list)
@@ -61,7 +99,9 @@ class IndexPlan:
     unchanged: list[ImageRecord] = field(default_factory=list)
     known_bad: list[SkippedImage] = field(default_factory=list)
     vanished: list[int] = field(default_factory=list)
+    kept: list[int] = field(default_factory=list)
     seen_ids: set[int] = field(default_factory=set)
+    roots: set[str] = field(default_factory=set)
 
     @property
     def jobs(self) -> list[ImageJob]:
@@ -71,7 +111,18 @@ class IndexPlan:
 
 @dataclass
 class IndexReport:
-    """The outcome of an index run; :meth:`to_dict` is ``anyshot index --json``."""
+    """The outcome of an index run; :meth:`to_dict` is ``anyshot index --json``.
+
+    Attributes:
+        indexed: Images embedded and stored by this run.
+        unchanged: Images already stored as they are, and images kept because their folder
+            could not be read.
+        removed: Stored images removed because their files are gone.
+        skipped: Files not indexed: images that could not be read or decoded, and files
+            discovery had to leave out (special files, broken links, refused list entries).
+        skipped_images: The images that could not be read or decoded, with reasons.
+        problems: What discovery had to leave out (files and folders), with reasons.
+    """
 
     indexed: int = 0
     unchanged: int = 0
@@ -92,25 +143,42 @@ class IndexReport:
         self.indexed += len(batch.records)
         self.unchanged += len(batch.same_content)
         self.skipped_images.extend(batch.skipped)
-        self.skipped = len(self.skipped_images)
+        self.count_skipped()
+
+    def count_skipped(self) -> None:
+        """Set ``skipped`` from the skipped images and the files discovery left out."""
+        self.skipped = len(self.skipped_images) + sum(not p.folder for p in self.problems)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IndexReport:
         """Rebuild a report from :meth:`to_dict` (e.g. a flow run's result)."""
+        skipped_images = [
+            SkippedImage(s["uri"], s["reason"]) for s in data.get("skipped_images", [])
+        ]
+        of_images = {(s.uri, s.reason) for s in skipped_images}
         return cls(
             indexed=int(data["indexed"]),
             unchanged=int(data["unchanged"]),
             removed=int(data["removed"]),
             skipped=int(data["skipped"]),
             seconds=float(data["seconds"]),
-            skipped_images=[
-                SkippedImage(s["uri"], s["reason"]) for s in data.get("skipped_images", [])
+            skipped_images=skipped_images,
+            problems=[
+                DiscoveryProblem(p["path"], p["reason"])
+                for p in data.get("problems", [])
+                if (p["path"], p["reason"]) not in of_images
             ],
-            problems=[DiscoveryProblem(p["path"], p["reason"]) for p in data.get("problems", [])],
         )
 
     def to_dict(self) -> dict[str, object]:
-        """Return the summary as JSON-ready values."""
+        """Return the summary as JSON-ready values.
+
+        ``problems`` lists every file or folder that was not indexed, with its reason: what
+        discovery left out, then the images that could not be read or decoded (also listed,
+        by URI, as ``skipped_images``).
+        """
+        problems = [{"path": p.path, "reason": p.reason} for p in self.problems]
+        problems += [{"path": s.uri, "reason": s.reason} for s in self.skipped_images]
         return {
             "indexed": self.indexed,
             "unchanged": self.unchanged,
@@ -119,7 +187,7 @@ class IndexReport:
             "seconds": round(self.seconds, 3),
             "images_per_second": round(self.images_per_second, 2),
             "skipped_images": [{"uri": s.uri, "reason": s.reason} for s in self.skipped_images],
-            "problems": [{"path": p.path, "reason": p.reason} for p in self.problems],
+            "problems": problems,
         }
 
 
@@ -129,12 +197,17 @@ def same_mtime(stored: object, record: ImageRecord) -> bool:
 
 
 def discover_source(
-    source: str | Path, settings: IndexSettings
+    source: str | Path, settings: IndexSettings, access: AccessPolicy | None = None
 ) -> tuple[list[ImageRecord], list[DiscoveryProblem]]:
     """Find the images of a folder, list file or single image.
 
+    Args:
+        source: What to index.
+        settings: Hidden files, links.
+        access: What may be read; None: :meth:`AccessPolicy.for_index` (anything).
+
     Raises:
-        SourceError: The source does not exist or cannot be read.
+        SourceError: The source does not exist, cannot be read or may not be read.
     """
     problems: list[DiscoveryProblem] = []
     records = list(
@@ -143,23 +216,30 @@ def discover_source(
             include_hidden=settings.include_hidden,
             follow_symlinks=settings.follow_symlinks,
             on_problem=problems.append,
+            access=access if access is not None else AccessPolicy.for_index(settings),
         )
     )
     return records, problems
 
 
-def source_scope(source: str | Path) -> str | None:
-    """The URI prefix a folder source covers, for removals; None for lists and single files."""
-    path = Path(source).expanduser()
-    return str(path.absolute()).rstrip("/") + "/" if path.is_dir() else None
+def source_scope(source: str | Path) -> SourceScope | None:
+    """The stored images a folder source covers, for removals; None for lists and single files."""
+    folder = os.path.abspath(os.fspath(source))
+    if not os.path.isdir(folder):
+        return None
+    below = folder.rstrip(os.sep) + os.sep
+    file_url = FILE_URL_PREFIX + urllib.parse.quote(os.fsencode(below), safe="/")
+    return SourceScope(folder, tuple(dict.fromkeys((path_uri(below), file_url))))
 
 
 def plan_index(
     records: Iterable[ImageRecord],
     store: VectorStore,
     *,
-    scope: str | None = None,
+    scope: SourceScope | None = None,
     skip_report: SkipReport | None = None,
+    problems: Sequence[DiscoveryProblem] = (),
+    prune: bool = False,
     lookup_batch: int = 1024,
 ) -> IndexPlan:
     """Compare discovered images with what the store holds.
@@ -167,14 +247,18 @@ def plan_index(
     Args:
         records: The images of the source.
         store: The store to compare with.
-        scope: URI prefix that the source covers; None means no removal is planned.
+        scope: The stored images the source covers; None means no removal is planned.
         skip_report: Files that earlier runs could not decode.
+        problems: What discovery could not read: stored images at or under these paths are
+            kept, not removed (unless ``prune``).
+        prune: Remove every stored image of the scope that was not seen.
         lookup_batch: Ids looked up per store request.
 
     Returns:
         The plan.
     """
-    plan = IndexPlan()
+    records = list(records)
+    plan = IndexPlan(roots=roots_of_records(records, folder=scope.folder if scope else None))
     seen = plan.seen_ids
     batch: list[tuple[int, ImageRecord]] = []
 
@@ -205,12 +289,48 @@ def plan_index(
     if batch:
         classify()
     if scope is not None:
-        plan.vanished = [
-            p.id
-            for p in store.scroll(where=PayloadFilter(uri_prefix=scope))
-            if p.id not in seen and str(p.payload.get("uri", "")).startswith(scope)
-        ]
+        unreadable = () if prune else _unreadable_paths(problems)
+        for prefix in scope.prefixes:
+            for point in store.scroll(where=PayloadFilter(uri_prefix=prefix)):
+                uri = str(point.payload.get("uri", ""))
+                if point.id in seen or not uri.startswith(prefix):
+                    continue
+                if _lies_under(uri_path(uri), unreadable):
+                    plan.kept.append(point.id)
+                else:
+                    plan.vanished.append(point.id)
     return plan
+
+
+def _unreadable_paths(problems: Sequence[DiscoveryProblem]) -> tuple[str, ...]:
+    paths = (uri_path(problem.path) for problem in problems)
+    return tuple(path.rstrip(os.sep) for path in paths if path)
+
+
+def _lies_under(path: str | None, folders: Sequence[str]) -> bool:
+    if path is None or not folders:
+        return False
+    return any(path == folder or path.startswith(folder + os.sep) for folder in folders)
+
+
+def refuse_emptying(plan: IndexPlan, source: str | Path, *, prune: bool) -> None:
+    """Stop a run that would remove every stored image of a source folder that now holds none.
+
+    An empty source folder is more often an unmounted drive or a share that is down than a
+    collection deleted on purpose, so that takes ``prune``.
+
+    Raises:
+        SourceError: No image was found, the store holds images under the folder, and the run
+            does not prune.
+    """
+    if prune or plan.seen_ids or not plan.vanished:
+        return
+    count = len(plan.vanished)
+    raise SourceError(
+        f"{source} holds no images now, but the store holds {count} image"
+        f"{'s' if count != 1 else ''} from it: not removing them all (an unmounted drive?); "
+        "index with --prune (ANYSHOT_INDEX__PRUNE=true) to remove them"
+    )
 
 
 def embed_batch(embedder: Embedder, batch: PreparedBatch) -> np.ndarray:
@@ -244,10 +364,10 @@ def write_batch(
 def finish_index(
     store: VectorStore, report: IndexReport, plan: IndexPlan, skip_report: SkipReport | None
 ) -> None:
-    """Remove vanished images, remember skipped files, and build the search index.
+    """Remove vanished images, remember skipped files, record the run's roots, build the index.
 
-    A changed file that no longer decodes keeps its previous vector: bad input never loses
-    indexed data.
+    A changed file that no longer decodes keeps its previous vector, and images under folders
+    that could not be read are kept: bad input never loses indexed data.
     """
     store.delete(plan.vanished)
     report.removed = len(plan.vanished)
@@ -255,11 +375,23 @@ def finish_index(
     known = set(plan.known_bad)
     fresh = [s for s in report.skipped_images if s not in known]
     report.skipped_images = fresh + plan.known_bad
-    report.skipped = len(report.skipped_images)
+    report.count_skipped()
     if skip_report is not None:
         skip_report.save(report.skipped_images, plan.seen_ids)
+    trust_roots(store, plan.roots)
     store.optimize()
     store.flush()
+
+
+def pixel_pipeline(
+    embedder: Embedder, settings: IndexSettings, access: AccessPolicy | None = None
+) -> PixelPipeline:
+    """The decoding half of a run: the model's PIL steps, the access policy, the deadlines."""
+    return embedder.pixel_pipeline(
+        max_pixels=settings.max_image_pixels,
+        access=access if access is not None else AccessPolicy.for_index(settings),
+        decode_timeout=settings.decode_timeout,
+    )
 
 
 def index_source(
@@ -271,29 +403,52 @@ def index_source(
     parquet_dir: Path | None = None,
     state_dir: Path | None = None,
     progress: ProgressCallback | None = None,
+    access: AccessPolicy | None = None,
 ) -> IndexReport:
     """Index a folder, list file or single image into ``store``, in this process.
 
     Images are decoded in worker processes ahead of the model (``settings.workers``).
 
+    Args:
+        source: Folder, list file (text or Parquet) or image.
+        embedder: The model.
+        store: The store to keep in step.
+        settings: Batch size, workers, hidden files, deadlines, prune.
+        parquet_dir: Where each batch's Parquet shard goes; None: no shards.
+        state_dir: Where the report of skipped files is kept; None: not kept.
+        progress: Called as ``progress(done, total)`` as batches are done.
+        access: What the run may read; None: :meth:`AccessPolicy.for_index` (anything the
+            process can read; a server passes its own, narrower policy).
+
     Raises:
-        SourceError: The source does not exist or cannot be read.
+        SourceError: The source does not exist, cannot be read or may not be read, or the
+            run would empty the store of a source folder that holds no images (see
+            :func:`refuse_emptying`).
         ModelMismatchError: The store was built by another model.
         StoreError: The store failed.
     """
     started = time.perf_counter()
+    access = access if access is not None else AccessPolicy.for_index(settings)
     report = IndexReport()
-    records, report.problems = discover_source(source, settings)
+    records, report.problems = discover_source(source, settings, access)
     store.bind_model(embedder.identity)
     skip_report = SkipReport(state_dir) if state_dir is not None else None
-    plan = plan_index(records, store, scope=source_scope(source), skip_report=skip_report)
-    report.unchanged = len(plan.unchanged)
+    plan = plan_index(
+        records,
+        store,
+        scope=source_scope(source),
+        skip_report=skip_report,
+        problems=report.problems,
+        prune=settings.prune,
+    )
+    refuse_emptying(plan, source, prune=settings.prune)
+    report.unchanged = len(plan.unchanged) + len(plan.kept)
     parquet = ParquetShardWriter(parquet_dir, embedder.identity) if parquet_dir else None
     jobs = plan.jobs
     done = 0
     if progress:
         progress(0, len(jobs))
-    pipeline = embedder.pixel_pipeline(max_pixels=settings.max_image_pixels)
+    pipeline = pixel_pipeline(embedder, settings, access)
     for batch in prepare_batches(
         jobs, pipeline, batch_size=settings.batch_size, workers=settings.workers
     ):

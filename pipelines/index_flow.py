@@ -13,6 +13,7 @@ batches:
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import deque
@@ -34,6 +35,7 @@ from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import TaskRunner
 
+from indexer.access import AccessPolicy
 from indexer.config import (
     IndexSettings,
     ModelSettings,
@@ -44,14 +46,17 @@ from indexer.config import (
 )
 from indexer.discover import DiscoveryProblem
 from indexer.embed import Embedder, shared_embedder
-from indexer.errors import ConfigError
+from indexer.errors import AnyshotError, ConfigError
 from indexer.indexing import (
     IndexPlan,
     IndexReport,
+    SourceScope,
     discover_source,
     embed_batch,
     finish_index,
+    pixel_pipeline,
     plan_index,
+    refuse_emptying,
     source_scope,
     write_batch,
 )
@@ -83,19 +88,23 @@ class EmbeddedBatch:
 def discover_task(
     source: str, settings: IndexSettings
 ) -> tuple[list[ImageRecord], list[DiscoveryProblem]]:
-    """Find the images of the source."""
-    return discover_source(source, settings)
+    """Find the images of the source (a run started here may read anything)."""
+    return discover_source(source, settings, AccessPolicy.for_index(settings))
 
 
 @task(name="plan", cache_policy=NO_CACHE, **IO_RETRIES)
 def plan_task(
     records: list[ImageRecord],
     store: VectorStore,
-    scope: str | None,
+    scope: SourceScope | None,
     skip_report: SkipReport | None,
+    problems: list[DiscoveryProblem],
+    prune: bool,
 ) -> IndexPlan:
-    """Compare the source with the store: new, changed, unchanged, vanished."""
-    return plan_index(records, store, scope=scope, skip_report=skip_report)
+    """Compare the source with the store: new, changed, unchanged, vanished, kept."""
+    return plan_index(
+        records, store, scope=scope, skip_report=skip_report, problems=problems, prune=prune
+    )
 
 
 @task(name="embed", cache_policy=NO_CACHE)
@@ -125,7 +134,7 @@ def prepare_embed_task(
 ) -> EmbeddedBatch:
     """Decode and embed one batch on a worker; write it too when ``store`` is given."""
     embedder = shared_embedder(model)
-    batch = embedder.pixel_pipeline(max_pixels=index.max_image_pixels).prepare(jobs)
+    batch = pixel_pipeline(embedder, index).prepare(jobs)
     vectors = embed_batch(embedder, batch)
     written = store is not None
     if written:
@@ -139,14 +148,14 @@ def prepare_embed_task(
 def finish_task(
     store: VectorStore, report: IndexReport, plan: IndexPlan, skip_report: SkipReport | None
 ) -> None:
-    """Remove vanished images, record skipped files, optimise the index."""
+    """Remove vanished images, record skipped files and the run's roots, optimise the index."""
     finish_index(store, report, plan, skip_report)
 
 
 def _local_batches(
     plan: IndexPlan, embedder: Embedder, settings: Settings
 ) -> Iterator[EmbeddedBatch]:
-    pipeline = embedder.pixel_pipeline(max_pixels=settings.index.max_image_pixels)
+    pipeline = pixel_pipeline(embedder, settings.index)
     for batch in prepare_batches(
         plan.jobs, pipeline, batch_size=settings.index.batch_size, workers=settings.index.workers
     ):
@@ -216,15 +225,21 @@ def index_images(
         vector_store.bind_model(embedder.identity)
         records, report.problems = discover_task(source, settings.index)
         skip_report = SkipReport(folders.state_dir) if folders.state_dir else None
-        plan = plan_task(records, vector_store, source_scope(source), skip_report)
-        report.unchanged = len(plan.unchanged)
+        prune = settings.index.prune
+        plan = plan_task(
+            records, vector_store, source_scope(source), skip_report, report.problems, prune
+        )
+        refuse_emptying(plan, source, prune=prune)
+        report.unchanged = len(plan.unchanged) + len(plan.kept)
         total = len(plan.jobs)
         logger.info(
-            "%d images: %d to embed, %d unchanged, %d to remove, %d known bad",
+            "%d images: %d to embed, %d unchanged, %d to remove, %d kept (unreadable), "
+            "%d known bad",
             len(records),
             total,
             len(plan.unchanged),
             len(plan.vanished),
+            len(plan.kept),
             len(plan.known_bad),
         )
         progress_id = create_progress_artifact(
@@ -294,16 +309,49 @@ def run_index_flow(
     if progress is not None:
         _PROGRESS_HOOKS.append(progress)
     try:
-        if runner == "dask":
-            configured = index_images.with_options(
-                task_runner=dask_task_runner(dask_address, dask_workers)
-            )
-            with shared_prefect_api():
-                return configured(source, runner="dask", **parameters)
-        return index_images(source, runner="local", **parameters)
+        with errors_in_one_line():
+            if runner == "dask":
+                configured = index_images.with_options(
+                    task_runner=dask_task_runner(dask_address, dask_workers)
+                )
+                with shared_prefect_api():
+                    return configured(source, runner="dask", **parameters)
+            return index_images(source, runner="local", **parameters)
     finally:
         if progress is not None:
             _PROGRESS_HOOKS.remove(progress)
+
+
+RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+"""Prefect's loggers that report a failed flow or task run with its traceback."""
+
+
+class _WithoutTraceback(logging.Filter):
+    """Drop the traceback from a log record whose exception is one of ours."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], AnyshotError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+@contextmanager
+def errors_in_one_line() -> Iterator[None]:
+    """While flows run for a command, Prefect logs our errors without a traceback.
+
+    They are expected outcomes (a missing source, a store built by another model), raised
+    again from the flow and shown by the command as one line; a traceback is for bugs.
+    """
+    quiet = _WithoutTraceback()
+    loggers = [logging.getLogger(name) for name in RUN_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(quiet)
 
 
 def dask_task_runner(address: str | None = None, workers: int = 2) -> TaskRunner[Any]:

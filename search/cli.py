@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import click
 
 from indexer.config import Settings, build_settings
-from indexer.errors import AnyshotError, StoreLockedError
+from indexer.errors import AnyshotError, ConfigError, StoreLockedError
 
 if TYPE_CHECKING:
     from search.client import ImageSearch, IndexRunner
@@ -119,6 +119,14 @@ RUNNERS = ("auto", "inline", "prefect", "dask")
 def index_options(fn: F) -> F:
     """Options that shape an index run (index and schedule)."""
     fn = click.option(
+        "--prune",
+        is_flag=True,
+        default=None,
+        help="Also remove the images under folders that could not be read, and all images of "
+        "a source folder that is now empty (default: keep them; only files that are gone "
+        "are removed).",
+    )(fn)
+    fn = click.option(
         "--workers",
         type=click.IntRange(0, 256),
         help="Decoding processes (0: decode in the main process). Default: one per spare core.",
@@ -172,6 +180,7 @@ def index(
     batch_size: int | None,
     include_hidden: bool | None,
     workers: int | None,
+    prune: bool | None,
     runner: str,
     dask_address: str | None,
     dask_workers: int,
@@ -179,9 +188,13 @@ def index(
 ) -> None:
     """Index the images of SOURCE: a folder, a list file (.txt or .parquet) or one image.
 
-    Re-running embeds only new and changed images and removes vanished ones; a run that was
-    killed resumes where it stopped. While `anyshot serve` holds the store folder, the run
+    Re-running embeds only new and changed images and removes the ones whose files are gone;
+    images under folders that cannot be read now are kept (--prune removes them). A run that
+    was killed resumes where it stopped. While `anyshot serve` holds the store folder, the run
     goes to the server (which keeps answering searches); the server's settings apply.
+
+    With --json the last line of stdout is one JSON object: indexed, unchanged, removed,
+    skipped, seconds, and problems (every file or folder not indexed, with its reason).
 
     \b
     Examples:
@@ -196,6 +209,7 @@ def index(
         batch_size=batch_size,
         include_hidden=include_hidden,
         workers=workers,
+        prune=prune,
     )
     with user_errors():
         try:
@@ -234,8 +248,20 @@ def index(
 
 
 def absolute_source(source: str) -> str:
-    """A source as the server must see it: an absolute path (URLs and lists stay as given)."""
-    return os.path.abspath(source) if os.path.exists(source) else source
+    """A source as the server must see it: an absolute path (URLs and lists stay as given).
+
+    Raises:
+        ConfigError: A path that is not UTF-8 (a request cannot carry it).
+    """
+    path = os.path.abspath(source) if os.path.exists(source) else source
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(
+            f"{source}: a path that is not UTF-8 cannot be sent to the server; index it with "
+            "the server stopped, or index a folder above it"
+        ) from exc
+    return path
 
 
 def running_server(settings: Settings) -> RemoteServer | None:
@@ -276,6 +302,7 @@ def schedule(
     batch_size: int | None,
     include_hidden: bool | None,
     workers: int | None,
+    prune: bool | None,
     cron: str | None,
     interval: float | None,
     name: str | None,
@@ -290,6 +317,9 @@ def schedule(
       anyshot schedule ~/Pictures --cron "0 * * * *" --store ./index
       anyshot schedule /data/photos --interval 600 --store http://qdrant:6333
     """
+    from search.client import quiet_prefect_telemetry
+
+    quiet_prefect_telemetry()
     from pipelines.schedule import serve_index_schedule
 
     index = {
@@ -298,6 +328,7 @@ def schedule(
             "batch_size": batch_size,
             "include_hidden": include_hidden,
             "workers": workers,
+            "prune": prune,
         }.items()
         if v is not None
     }

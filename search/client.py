@@ -22,6 +22,7 @@ from typing import Any, Literal, Self
 import numpy as np
 from PIL import Image
 
+from indexer.access import AccessPolicy
 from indexer.config import ModelSettings, Settings, default_data_dir, model_for_collection
 from indexer.embed import Embedder
 from indexer.errors import ConfigError, QueryError
@@ -37,6 +38,19 @@ from search.query import QueryPart
 from search.tagging import TagReport, count_tags, tag_images
 
 IndexRunner = Literal["auto", "inline", "prefect", "dask"]
+
+PREFECT_QUIET_DEFAULTS = {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+"""Environment defaults for the Prefect servers anyshot starts: no telemetry (which, offline,
+fails its DNS lookup and prints a traceback). Values the user set are kept."""
+
+
+def quiet_prefect_telemetry() -> None:
+    """Turn Prefect's analytics off for this process and its children, unless the user chose.
+
+    Call before importing prefect: its settings read the environment.
+    """
+    for name, value in PREFECT_QUIET_DEFAULTS.items():
+        os.environ.setdefault(name, value)
 
 
 class ImageSearch:
@@ -130,6 +144,7 @@ class ImageSearch:
         dask_address: str | None = None,
         dask_workers: int = 2,
         progress: ProgressCallback | None = None,
+        access: AccessPolicy | None = None,
     ) -> IndexReport:
         """Index a folder, a list file (text or Parquet) or one image.
 
@@ -141,13 +156,24 @@ class ImageSearch:
             dask_address: Scheduler address of an existing Dask cluster (runner ``dask``).
             dask_workers: Worker processes of a local Dask cluster when no address is given.
             progress: Called as ``progress(done, total)`` as batches are done.
+            access: What the run may read (a server's roots, URL policy); None: anything this
+                process can read (:meth:`AccessPolicy.for_index`). A narrower policy needs
+                the inline runner (a flow reads as the person who started it).
 
         Returns:
-            Counts of indexed, unchanged, removed and skipped images, and the time taken.
+            Counts of indexed, unchanged, removed and skipped images, the problems met, and
+            the time taken.
+
+        Raises:
+            SourceError: The source is missing or unreadable, or the run would remove every
+                stored image of a folder that now holds none (``index.prune`` allows it).
+            ConfigError: A narrower ``access`` with a flow runner.
         """
         if runner == "auto":
             runner = "prefect" if os.environ.get("PREFECT_API_URL") else "inline"
         if runner != "inline":
+            if access is not None and access != AccessPolicy.for_index(self.settings.index):
+                raise ConfigError(f"runner {runner!r} cannot index under a narrower access policy")
             return self._index_with_flow(str(source), runner, dask_address, dask_workers, progress)
         report = index_source(
             source,
@@ -157,6 +183,7 @@ class ImageSearch:
             parquet_dir=self.parquet_dir(),
             state_dir=self.state_dir(),
             progress=progress,
+            access=access,
         )
         self._engine = None
         return report
@@ -169,6 +196,7 @@ class ImageSearch:
         dask_workers: int,
         progress: ProgressCallback | None,
     ) -> IndexReport:
+        quiet_prefect_telemetry()  # before prefect is imported, for its temporary servers
         from pipelines.index_flow import run_index_flow
 
         model = self.settings.model

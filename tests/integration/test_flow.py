@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from PIL import Image
 from indexer.config import StoreSettings
 from indexer.errors import StoreLockedError
 from indexer.store import open_store
+from indexer.trusted_roots import read_trusted_roots
 from search.cli import main
 
 pytestmark = pytest.mark.slow
@@ -71,7 +73,13 @@ def test_prefect_flow_indexes_like_the_inline_run(
     )
     keys = ("indexed", "unchanged", "removed", "skipped")
     assert [flow[k] for k in keys] == [inline[k] for k in keys] == [6, 0, 0, 1]
+    assert (
+        flow["problems"]
+        == inline["problems"]
+        == [{"path": str(folder / "broken.jpg"), "reason": "not an image (cannot identify format)"}]
+    )
     assert_same_points(str(tmp_path / "inline"), str(tmp_path / "flow"))
+    assert trusted(str(tmp_path / "flow")) == trusted(str(tmp_path / "inline")) == (str(folder),)
 
     again = run_cli(
         "index", str(folder), "--store", str(tmp_path / "flow"), "--runner", "auto", "--json"
@@ -133,6 +141,40 @@ def test_dask_runner_gets_exactly_the_points_of_the_single_process_run(
     )
     assert dask["indexed"] == single["indexed"] == 6
     assert_same_points(str(tmp_path / "single"), str(tmp_path / "dask"))
+    assert trusted(str(tmp_path / "dask")) == (folder,)
+
+
+def trusted(location: str) -> tuple[str, ...]:
+    with open_store(StoreSettings(location=location)) as store:
+        return read_trusted_roots(store)
+
+
+def test_the_flow_keeps_what_it_cannot_see_and_refuses_to_empty_a_source(
+    prefect_env, image_folder, random_model_name, tmp_path
+):
+    folder = image_folder["red"].parent
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    Image.new("RGB", (40, 40), "orange").save(drive / "orange.png")
+    (folder / "drive").symlink_to(drive, target_is_directory=True)
+    store = str(tmp_path / "store")
+    common = ("--store", store, "--runner", "prefect", "--workers", "0", "--json")
+    first = run_cli("index", str(folder), "--model", random_model_name, *common)
+    assert [first[k] for k in ("indexed", "unchanged", "removed", "skipped")] == [7, 0, 0, 0]
+    shutil.rmtree(drive)  # an unmounted drive
+
+    kept = run_cli("index", str(folder), *common)
+
+    assert [kept[k] for k in ("indexed", "unchanged", "removed", "skipped")] == [0, 7, 0, 0]
+    assert kept["problems"] == [{"path": str(folder / "drive"), "reason": "broken symlink"}]
+    result = CliRunner().invoke(main, ["index", str(folder / "nested"), *common])
+    assert result.exit_code == 0  # a subfolder: its images are seen, nothing to remove
+    shutil.rmtree(folder / "nested")
+    (folder / "nested").mkdir()
+    result = CliRunner().invoke(main, ["index", str(folder / "nested"), *common])
+    assert result.exit_code == 1
+    assert "holds no images now, but the store holds 3 images from it" in result.stderr
+    assert len(store_contents(store)) == 7
 
 
 def make_many_images(folder: Path, count: int) -> None:
@@ -240,7 +282,7 @@ def test_schedule_runs_the_flow_and_indexes_new_files(
 def test_schedule_without_a_server_is_a_clear_error(image_folder, monkeypatch):
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     result = CliRunner().invoke(
-        main, ["schedule", str(image_folder["red"].parent), "--interval", "60"]
+        main, ["schedule", str(image_folder["red"].parent), "--interval", "60", "--prune"]
     )
     assert result.exit_code == 1
     assert "scheduling needs a Prefect server" in result.stderr

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
+from indexer.access import AccessPolicy
 from indexer.decode import DecodedImage, decode_image, load_image, read_image_bytes
 from indexer.errors import ImageDecodeError
 
@@ -358,23 +359,43 @@ def test_read_image_bytes_from_paths_and_file_uris(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("make", "kwargs", "reason"),
+    ("make", "policy", "reason"),
     [
-        (lambda tmp: str(tmp / "missing.jpg"), {}, "no such file"),
-        (lambda tmp: str(tmp), {}, "is a folder"),
-        (lambda tmp: str(tmp / "big.jpg"), {"max_bytes": 4}, "larger than 4 bytes"),
-        (lambda tmp: str(tmp / "empty.jpg"), {}, "empty file"),
-        (lambda tmp: "ftp://example.com/a.jpg", {}, "unsupported URL scheme 'ftp'"),
-        (lambda tmp: "file://server/a.jpg", {}, "not a local file URL (host 'server')"),
+        (lambda tmp: str(tmp / "missing.jpg"), None, "no such file"),
+        (lambda tmp: str(tmp), None, "not a regular file (a folder)"),
+        (lambda tmp: str(tmp / "big.jpg"), AccessPolicy(max_bytes=4), "larger than 4 bytes"),
+        (lambda tmp: str(tmp / "empty.jpg"), None, "empty file"),
+        (lambda tmp: "ftp://example.com/a.jpg", None, "unsupported URL scheme 'ftp'"),
+        (lambda tmp: "file://server/a.jpg", None, "not a local file URL (host 'server')"),
+        (
+            lambda tmp: "file://otherhost/etc/passwd",
+            None,
+            "not a local file URL (host 'otherhost')",
+        ),
+        (lambda tmp: "/dev/zero", None, "not a regular file (a character device)"),
+        (lambda tmp: str(tmp / "pipe.jpg"), None, "not a regular file (a FIFO)"),
+        (
+            lambda tmp: str(tmp / "big.jpg"),
+            AccessPolicy(roots=("/nowhere",)),
+            "outside the folders this run may read",
+        ),
+        (
+            lambda tmp: "http://example.com/a.jpg",
+            AccessPolicy(fetch_urls=False),
+            "URL fetching is off (api.fetch_image_urls)",
+        ),
     ],
 )
-def test_read_image_bytes_errors(tmp_path: Path, make, kwargs: dict, reason: str) -> None:
+def test_read_image_bytes_errors(
+    tmp_path: Path, make, policy: AccessPolicy | None, reason: str
+) -> None:
     (tmp_path / "big.jpg").write_bytes(b"12345")
     (tmp_path / "empty.jpg").write_bytes(b"")
+    os.mkfifo(tmp_path / "pipe.jpg")  # refused at once: a reader would wait for a writer
     uri = make(tmp_path)
 
     with pytest.raises(ImageDecodeError) as caught:
-        read_image_bytes(uri, **kwargs)
+        read_image_bytes(uri, access=policy)
 
     assert (caught.value.path, caught.value.reason) == (uri, reason)
 
@@ -456,7 +477,7 @@ def test_read_image_bytes_over_http(web: str) -> None:
 )
 def test_http_errors(web: str, route: str, reason: str) -> None:
     with pytest.raises(ImageDecodeError) as caught:
-        read_image_bytes(web + route, max_bytes=100)
+        read_image_bytes(web + route, access=AccessPolicy(max_bytes=100))
 
     assert (caught.value.path, caught.value.reason) == (web + route, reason)
 
@@ -467,7 +488,7 @@ def test_download_failure_is_a_decode_error() -> None:
         port = sock.getsockname()[1]
 
     with pytest.raises(ImageDecodeError) as caught:
-        read_image_bytes(f"http://127.0.0.1:{port}/a.jpg", timeout=5)
+        read_image_bytes(f"http://127.0.0.1:{port}/a.jpg", access=AccessPolicy(deadline=5))
 
     assert caught.value.reason.startswith("download failed: ")
     assert "refused" in caught.value.reason

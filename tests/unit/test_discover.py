@@ -9,6 +9,7 @@ import shutil
 import stat
 import sys
 import tempfile
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from indexer.access import AccessPolicy
 from indexer.discover import (
     IMAGE_EXTENSIONS,
     DiscoveryProblem,
@@ -25,7 +27,7 @@ from indexer.discover import (
     read_image_list,
 )
 from indexer.errors import SourceError
-from indexer.schema import ImageRecord
+from indexer.schema import ImageRecord, path_uri, uri_path
 
 NOBODY = 65534
 
@@ -224,9 +226,9 @@ def test_symlink_loops_are_reported_not_followed(tmp_path: Path, caplog) -> None
 
     assert found == [str(tmp_path / "a/img.jpg")]
     assert problems == [
-        DiscoveryProblem(str(tmp_path / "a/loop"), "symlink loop"),
-        DiscoveryProblem(str(tmp_path / "a/up"), "symlink loop"),
-        DiscoveryProblem(str(tmp_path / "self.jpg"), "symlink loop"),
+        DiscoveryProblem(str(tmp_path / "a/loop"), "symlink loop", folder=True),
+        DiscoveryProblem(str(tmp_path / "a/up"), "symlink loop", folder=True),
+        DiscoveryProblem(str(tmp_path / "self.jpg"), "symlink loop"),  # a file by its name
     ]
     assert [record.levelname for record in caplog.records] == ["WARNING"] * 3
     assert caplog.records[0].getMessage() == f"skipped {tmp_path / 'a/loop'}: symlink loop"
@@ -249,7 +251,7 @@ def test_broken_symlinks_are_reported(tmp_path: Path) -> None:
 
     assert uris(discover_images(tmp_path, on_problem=problems)) == [str(tmp_path / "ok.jpg")]
     assert problems == [
-        DiscoveryProblem(str(tmp_path / "gone-folder"), "broken symlink"),
+        DiscoveryProblem(str(tmp_path / "gone-folder"), "broken symlink", folder=True),
         DiscoveryProblem(str(tmp_path / "gone.jpg"), "broken symlink"),
     ]
     assert uris(discover_images(tmp_path, follow_symlinks=False, on_problem=problems)) == [
@@ -272,7 +274,9 @@ def test_unreadable_folder_is_reported_and_the_walk_goes_on(shared_dir: Path) ->
 
     assert found == [str(shared_dir / "a/1.jpg"), str(shared_dir / "z.jpg")]
     assert problems == [
-        DiscoveryProblem(str(shared_dir / "locked"), "cannot read folder: permission denied")
+        DiscoveryProblem(
+            str(shared_dir / "locked"), "cannot read folder: permission denied", folder=True
+        )
     ]
 
 
@@ -330,12 +334,11 @@ def test_text_list(tmp_path: Path) -> None:
         ImageRecord("https://example.com/d.jpg", -1, 0.0),
         ImageRecord("HTTP://example.com/e", -1, 0.0),
         ImageRecord(str(far), 1, far.stat().st_mtime),
-        ImageRecord(str(lists / "missing.jpg"), -1, 0.0),
     ]
-    assert problems == [
+    assert problems == [  # reported once, here, and not yielded to fail again when read
         DiscoveryProblem(str(lists / "missing.jpg"), "no such file"),
         DiscoveryProblem("s3://bucket/f.jpg", "unsupported URL scheme 's3'"),
-        DiscoveryProblem(str(lists / "folder"), "a folder, not an image"),
+        DiscoveryProblem(str(lists / "folder"), "a folder, not an image", folder=True),
     ]
 
 
@@ -368,7 +371,6 @@ def test_parquet_list(tmp_path: Path) -> None:
         ImageRecord(str(image), 4, image.stat().st_mtime),
         ImageRecord(str(other), 2, other.stat().st_mtime),
         ImageRecord("https://example.com/c.jpg", -1, 0.0),
-        ImageRecord(str(listing.parent / "gone.jpg"), -1, 0.0),
     ]
     assert problems == [DiscoveryProblem(str(listing.parent / "gone.jpg"), "no such file")]
 
@@ -460,9 +462,109 @@ def test_a_deep_tree_does_not_hit_the_recursion_limit(tmp_path: Path) -> None:
             folder.rmdir()
 
 
-def test_records_are_regular_files_only(tmp_path: Path) -> None:
+def test_special_files_with_image_names_are_reported_not_yielded(tmp_path: Path) -> None:
     touch(tmp_path / "a.jpg")
     os.mkfifo(tmp_path / "pipe.jpg")
+    os.mkfifo(tmp_path / "pipe")  # no image name: not looked at, like any other file
+    problems = Problems()
 
-    assert uris(discover_images(tmp_path)) == [str(tmp_path / "a.jpg")]
+    assert uris(discover_images(tmp_path, on_problem=problems)) == [str(tmp_path / "a.jpg")]
+    assert problems == [DiscoveryProblem(str(tmp_path / "pipe.jpg"), "not a regular file (a FIFO)")]
     assert stat.S_ISFIFO((tmp_path / "pipe.jpg").stat().st_mode)
+
+
+def test_a_fifo_as_a_list_is_refused_at_once(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "list.txt")  # opening it for reading would wait for a writer
+
+    with pytest.raises(SourceError, match="not a folder, an image or a list of images"):
+        discover(tmp_path / "list.txt")
+    with pytest.raises(SourceError) as caught:
+        read_image_list(tmp_path / "list.txt")
+    assert str(caught.value) == f"{tmp_path / 'list.txt'}: not a regular file (a FIFO)"
+
+
+def test_list_entries_that_are_not_local_regular_files(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.png")
+    listing = tmp_path / "list.txt"
+    listing.write_text(
+        "file://otherhost/etc/passwd\nfile://localhost/dev/zero\n/dev/zero\npipe.png\n"
+    )
+    problems = Problems()
+
+    assert list(read_image_list(listing, on_problem=problems)) == []
+    assert problems == [
+        DiscoveryProblem("file://otherhost/etc/passwd", "not a local file URL (host 'otherhost')"),
+        DiscoveryProblem("/dev/zero", "not a regular file (a character device)"),
+        DiscoveryProblem("/dev/zero", "not a regular file (a character device)"),
+        DiscoveryProblem(str(tmp_path / "pipe.png"), "not a regular file (a FIFO)"),
+    ]
+
+
+def test_names_that_are_not_utf8_get_lossless_uris(tmp_path: Path) -> None:
+    raw = touch(tmp_path / os.fsdecode(b"bad\xffname.png"))
+    plain = touch(tmp_path / "caf\u00e9.png")
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{plain}\nfile://{urllib.parse.quote(os.fsencode(str(raw)))}\n")
+
+    found = uris(discover_images(tmp_path))
+
+    assert found == [path_uri(str(raw)), str(plain)]
+    assert found[0] == "file://" + urllib.parse.quote(str(tmp_path)) + "/bad%FFname.png"
+    assert uri_path(found[0]) == str(raw)
+    assert uris(read_image_list(listing)) == [str(plain), path_uri(str(raw))]
+
+
+class TestRoots:
+    """Under an access policy with roots: nothing outside them is yielded."""
+
+    @pytest.fixture
+    def tree(self, tmp_path: Path) -> tuple[Path, Path, AccessPolicy]:
+        root, outside = tmp_path / "root", tmp_path / "outside"
+        touch(root / "in.jpg")
+        touch(outside / "out.jpg")
+        touch(outside / "sub" / "deep.jpg")
+        return root, outside, AccessPolicy(roots=(str(root),))
+
+    def test_links_outside_are_reported(self, tree) -> None:
+        root, outside, policy = tree
+        (root / "folder-link").symlink_to(outside, target_is_directory=True)
+        (root / "file-link.jpg").symlink_to(outside / "out.jpg")
+        (root / "inner-link.jpg").symlink_to(root / "in.jpg")
+        problems = Problems()
+
+        found = uris(discover(root, on_problem=problems, access=policy))
+
+        assert found == [str(root / "in.jpg"), str(root / "inner-link.jpg")]
+        outside_reason = "symlink outside the folders this run may read"
+        assert problems == [
+            DiscoveryProblem(str(root / "file-link.jpg"), outside_reason),
+            DiscoveryProblem(str(root / "folder-link"), outside_reason, folder=True),
+        ]
+        assert len(uris(discover(root))) == 5  # without a policy, links are followed
+
+    def test_a_source_outside_is_refused(self, tree) -> None:
+        root, outside, policy = tree
+        (root / "escape").symlink_to(outside, target_is_directory=True)
+        for source in (outside, outside / "out.jpg", root / "escape"):
+            with pytest.raises(SourceError) as caught:
+                discover(source, access=policy)
+            assert str(caught.value) == f"{source}: outside the folders this run may read"
+
+    def test_list_entries_outside_and_urls_are_reported(self, tree) -> None:
+        root, outside, policy = tree
+        listing = root / "list.txt"
+        listing.write_text(f"in.jpg\n../outside/out.jpg\n{outside}/sub/deep.jpg\nhttp://x/a.jpg\n")
+        problems = Problems()
+
+        no_urls = AccessPolicy(roots=policy.roots, fetch_urls=False)
+        records = list(read_image_list(listing, on_problem=problems, access=no_urls))
+
+        assert uris(records) == [str(root / "in.jpg")]
+        assert problems == [
+            DiscoveryProblem(str(outside / "out.jpg"), "outside the folders this run may read"),
+            DiscoveryProblem(
+                str(outside / "sub" / "deep.jpg"), "outside the folders this run may read"
+            ),
+            DiscoveryProblem("http://x/a.jpg", "URL fetching is off (api.fetch_image_urls)"),
+        ]
+        assert uris(read_image_list(listing, access=policy))[-1] == "http://x/a.jpg"

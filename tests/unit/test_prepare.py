@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torchvision.transforms as T
 from PIL import Image
+from worker_faults import DieOnWidth, HangOnWidth
 
+from indexer import prepare as prepare_module
 from indexer.decode import load_image
 from indexer.discover import discover
 from indexer.embed import Embedder
-from indexer.prepare import ImageJob, ResizeCrop, prepare_batches, split_batches
+from indexer.prepare import (
+    WORKER_CRASHED,
+    ImageJob,
+    PreparedBatch,
+    ResizeCrop,
+    prepare_batches,
+    split_batches,
+)
 from indexer.schema import ImageRecord
 
 
@@ -76,3 +89,107 @@ def test_split_batches() -> None:
     jobs = [ImageJob(ImageRecord(f"/p/{i}.jpg")) for i in range(7)]
     assert [len(b) for b in split_batches(jobs, 3)] == [3, 3, 1]
     assert split_batches([], 3) == []
+
+
+# -- files that take too long, or kill or hang their worker -------------------------------------
+
+
+def write_images(folder: Path, widths: list[int]) -> list[ImageJob]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, width in enumerate(widths):
+        Image.new("RGB", (width, 30), (index * 40, 100, 200)).save(folder / f"{index:02d}.png")
+    return [ImageJob(record) for record in discover(folder)]
+
+
+def outcome(batches: list[PreparedBatch]) -> list[tuple[list[str], list[tuple[str, str]]]]:
+    return [
+        ([Path(r.uri).name for r in b.records], [(Path(s.uri).name, s.reason) for s in b.skipped])
+        for b in batches
+    ]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_file_past_its_decode_deadline_is_skipped(
+    embedder: Embedder, tmp_path: Path, workers: int
+) -> None:
+    jobs = write_images(tmp_path, [40, 41, 42])
+    Image.new("RGB", (6000, 6000), "green").save(tmp_path / "01.png")  # ~0.4 s to decode
+    pipeline = embedder.pixel_pipeline(max_pixels=10**8, decode_timeout=0.1)
+
+    batches = list(prepare_batches(jobs, pipeline, batch_size=2, workers=workers))
+
+    assert outcome(batches) == [
+        (["00.png"], [("01.png", "took longer than 0.1 s to read and decode")]),
+        (["02.png"], []),
+    ]
+    assert batches[0].pixels.shape == (1, 32, 32, 3)
+
+
+def test_a_file_that_kills_its_worker_is_skipped_and_the_run_goes_on(
+    embedder: Embedder, tmp_path: Path
+) -> None:
+    jobs = write_images(tmp_path, [40, 41, 42, 13, 44, 45, 46])
+    base = embedder.pixel_pipeline(max_pixels=10**8)
+    assert isinstance(base.pil_steps, ResizeCrop)
+    pipeline = replace(base, pil_steps=DieOnWidth(13, base.pil_steps))
+
+    batches = list(prepare_batches(jobs, pipeline, batch_size=2, workers=2))
+
+    assert outcome(batches) == [
+        (["00.png", "01.png"], []),
+        (["02.png"], [("03.png", WORKER_CRASHED)]),
+        (["04.png", "05.png"], []),
+        (["06.png"], []),
+    ]
+    in_process = list(prepare_batches(jobs[:3], base, batch_size=2, workers=0))
+    np.testing.assert_array_equal(batches[1].pixels, in_process[1].pixels)
+
+
+@pytest.mark.slow
+def test_a_file_that_hangs_its_worker_is_skipped(
+    embedder: Embedder, tmp_path: Path, monkeypatch
+) -> None:
+    """A hang the deadline's signal cannot interrupt (as inside C code): the worker is killed
+    once its batch runs past the deadline plus a grace, the batch is redone file by file."""
+    monkeypatch.setattr(prepare_module, "WORKER_START_GRACE", 8.0)
+    jobs = write_images(tmp_path, [40, 13, 42, 43])
+    base = embedder.pixel_pipeline(max_pixels=10**8, decode_timeout=0.5)
+    pipeline = replace(base, pil_steps=HangOnWidth(13, base.pil_steps))
+
+    batches = list(prepare_batches(jobs, pipeline, batch_size=2, workers=2))
+
+    assert outcome(batches) == [
+        (["00.png"], [("01.png", "took longer than 0.5 s to read and decode")]),
+        (["02.png", "03.png"], []),
+    ]
+
+
+def test_workers_die_with_their_parent(tmp_path: Path) -> None:
+    """A process started like a decoding worker exits when its parent is killed."""
+    script = (
+        "import os, subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', "
+        "'import os, sys, time\\n"
+        "from indexer.prepare import die_with_parent\\n"
+        "die_with_parent(int(sys.argv[1]))\\n"
+        "print(os.getpid(), flush=True)\\n"
+        "time.sleep(600)', str(os.getpid())], stdout=sys.stdout)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    child_pid = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    parent.stdout.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(child_pid):
+        time.sleep(0.05)
+    assert not _alive(child_pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            return file.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
