@@ -17,8 +17,7 @@ import binascii
 import json
 import logging
 import re
-import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import ExitStack, asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -65,7 +64,7 @@ from indexer.store import open_store
 from search.client import ImageSearch
 from search.engine import Hit
 from search.example_images import DECODE_WAIT_SECONDS, ExampleImages, PixelBudget
-from search.http_guards import BodyLimit, BodyTooLarge, SecurityHeaders
+from search.http_guards import ApiKeyGuard, BodyLimit, BodyTooLarge, SecurityHeaders
 from search.index_jobs import IndexJobs
 from search.query import QueryPart
 from search.remote import API_KEY_HEADER, advertise_server, withdraw_server
@@ -404,34 +403,18 @@ def describe_validation(errors: Any) -> str:
     return "invalid request: " + "; ".join(parts)
 
 
-def needs_key(request: Request, key: str | None) -> bool:
-    """True when a request must carry the API key (all but health, docs, the page, CORS)."""
-    path = request.url.path
-    return (
-        key is not None
-        and request.method != "OPTIONS"
-        and path != "/"
-        and not path.startswith(OPEN_PATHS)
-    )
-
-
 def add_guards(app: FastAPI, settings: Settings) -> None:
     """API key, request size limit, security headers and CORS (outermost, so that errors carry
     CORS headers)."""
-    key = settings.api.api_key.get_secret_value() if settings.api.api_key else None
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]):
-        if needs_key(request, key):
-            given = request.headers.get(API_KEY_HEADER) or request.query_params.get("api_key")
-            if not given or not secrets.compare_digest(given.encode(), str(key).encode()):
-                return error_reply(
-                    401, f"missing or wrong API key (header {API_KEY_HEADER})", "Unauthorized"
-                )
-        return await call_next(request)
-
-    # Added last is outermost: CORS, then headers, then the body limit, then the key check.
+    # Added last is outermost: CORS, then headers, then the key check, then the body limit.
     app.add_middleware(BodyLimit, limit=settings.api.max_upload_bytes)
+    if settings.api.api_key is not None:
+        app.add_middleware(
+            ApiKeyGuard,
+            key=settings.api.api_key.get_secret_value(),
+            header=API_KEY_HEADER,
+            open_paths=OPEN_PATHS,
+        )
     app.add_middleware(SecurityHeaders)
     if settings.api.cors_origins:
         app.add_middleware(

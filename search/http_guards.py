@@ -1,14 +1,18 @@
-"""ASGI middleware of the HTTP API: a body size limit counted while reading, security headers.
+"""ASGI middleware of the HTTP API: the API key, a body size limit counted while reading, and
+security headers.
 
-Both are plain ASGI (no buffering of bodies): :class:`BodyLimit` counts the bytes of every
-request body as they arrive, chunked bodies included, and stops reading at the limit;
-:class:`SecurityHeaders` adds ``X-Content-Type-Options: nosniff`` to every reply and a
-Content-Security-Policy to all but the interactive API docs.
+All are plain ASGI (no buffering of bodies, no task groups around ``receive``):
+:class:`ApiKeyGuard` answers 401 before a byte of the body is read; :class:`BodyLimit` counts
+the bytes of every request body as they arrive, chunked bodies included, and stops reading at
+the limit; :class:`SecurityHeaders` adds ``X-Content-Type-Options: nosniff`` to every reply
+and a Content-Security-Policy to all but the interactive API docs.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
+import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -41,19 +45,64 @@ class BodyTooLarge(HTTPException):
         self.limit = limit
 
 
-def json_error(status: int, message: str, kind: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The two ASGI messages of a JSON error reply."""
+def json_error(
+    status: int, message: str, kind: str, *, close: bool = False
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The two ASGI messages of a JSON error reply; ``close`` ends the connection after it
+    (for a body that is left unread)."""
     body = json.dumps({"error": message, "type": kind}).encode()
-    start = {
-        "type": "http.response.start",
-        "status": status,
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
-        ],
-    }
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if close:
+        headers.append((b"connection", b"close"))
+    start = {"type": "http.response.start", "status": status, "headers": headers}
     return start, {"type": "http.response.body", "body": body}
+
+
+class ApiKeyGuard:
+    """Answer 401 to requests without the API key (header or ``api_key`` query parameter).
+
+    Open without a key: ``OPTIONS`` (CORS preflights), the page at ``/`` and paths starting
+    with one of ``open_paths`` (health, docs, the page's files).
+
+    Args:
+        app: The ASGI app.
+        key: The key.
+        header: The header that carries it.
+        open_paths: Path prefixes that need no key.
+    """
+
+    def __init__(self, app: ASGIApp, *, key: str, header: str, open_paths: tuple[str, ...]):
+        self.app = app
+        self.key = key.encode()
+        self.header = header.lower().encode("latin-1")
+        self.open_paths = open_paths
+
+    def needs_key(self, scope: Scope) -> bool:
+        path = scope.get("path", "")
+        return scope["method"] != "OPTIONS" and path != "/" and not path.startswith(self.open_paths)
+
+    def given_key(self, scope: Scope) -> bytes | None:
+        for name, value in scope.get("headers", ()):
+            if name.lower() == self.header:
+                return value
+        query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        values = query.get("api_key")
+        return values[-1].encode("latin-1", "replace") if values else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.needs_key(scope):
+            given = self.given_key(scope)
+            if not given or not secrets.compare_digest(given, self.key):
+                header = self.header.decode("latin-1")
+                for message in json_error(
+                    401, f"missing or wrong API key (header {header})", "Unauthorized"
+                ):
+                    await send(message)
+                return
+        await self.app(scope, receive, send)
 
 
 class BodyLimit:
@@ -80,7 +129,7 @@ class BodyLimit:
         declared = [v for k, v in scope.get("headers", ()) if k.lower() == b"content-length"]
         if declared and (not declared[0].isdigit() or int(declared[0]) > self.limit):
             for message in json_error(
-                413, f"request body larger than {self.limit} bytes", "TooLarge"
+                413, f"request body larger than {self.limit} bytes", "TooLarge", close=True
             ):
                 await send(message)
             return

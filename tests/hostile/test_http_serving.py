@@ -31,8 +31,6 @@ from indexer.schema import ModelIdentity, path_uri, point_id
 from indexer.store import VectorStore, open_store
 from indexer.trusted_roots import TRUSTED_ROOTS_DOCUMENT, trust_roots
 from search.api import create_app
-from search.served_images import ServedImages
-from search.work_limits import WorkLimiter
 
 NOT_SERVABLE = {"error": "the image is not servable", "type": "NotServable"}
 TRUSTED_ORIGIN = "https://images.example"
@@ -243,12 +241,14 @@ def test_a_trusted_web_origin_is_a_redirect(http: TestClient, site: Site) -> Non
 
 
 def test_clip_back_gives_no_thumbnail_of_what_is_not_servable(http: TestClient, site: Site) -> None:
-    good, bad = site.ids[str(site.trusted / "red.png")], site.ids["/etc/passwd"]
-    reply = http.post("/metadata", json={"ids": [good, bad]})
+    good = site.ids[str(site.trusted / "red.png")]
+    bad = [site.ids[str(site.trusted / "escape.png")], site.ids[str(site.outside / "secret.png")]]
+    reply = http.post("/metadata", json={"ids": [good, *bad]})
     assert reply.status_code == 200
     by_id = {m["id"]: m["metadata"] for m in reply.json()}
-    assert "image" in by_id[good] and "image" not in by_id[bad]
-    assert by_id[bad]["url"].endswith(f"/images/{bad}")
+    assert "image" in by_id[good]
+    assert ["image" in by_id[i] for i in bad] == [False, False]  # real PNGs, outside the root
+    assert by_id[bad[0]]["url"].endswith(f"/images/{bad[0]}")
 
 
 def test_every_reply_says_nosniff_and_the_page_has_a_policy(http: TestClient) -> None:
@@ -277,6 +277,9 @@ def test_the_page_keeps_the_api_key_for_the_session_only() -> None:
 
 def test_the_served_bytes_are_those_of_the_file_that_was_checked(tmp_path) -> None:
     """A link swapped in after the check cannot redirect the read (no reopening by path)."""
+    from search.served_images import ServedImages
+    from search.work_limits import WorkLimiter
+
     folder = tmp_path / "photos"
     folder.mkdir()
     photo = folder / "photo.png"
