@@ -378,3 +378,78 @@ def test_search_replies_still_link_every_hit(http: TestClient, site: Site) -> No
     hits = http.post("/search", json=body).json()["hits"]
     crafted = [h for h in hits if h["uri"] == "/etc/passwd"]
     assert crafted and crafted[0]["image_url"] == f"/images/{site.ids['/etc/passwd']}"
+
+
+# -- what index runs started over HTTP may read -----------------------------------------------
+
+
+def run_job(client: TestClient, source: str) -> dict:
+    job = client.post("/index", json={"source": source})
+    assert job.status_code == 202, job.text
+    job = job.json()
+    deadline = time.monotonic() + 120
+    while job["state"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.1)
+        job = client.get(f"/index/{job['id']}").json()
+    return job
+
+
+def test_index_runs_over_http_read_nothing_outside_the_index_roots(
+    tiny_store_template, tmp_path
+) -> None:
+    """Links inside a root that lead out and list files naming outside paths or URLs: none of
+    it is read, none of it is indexed, no URL is fetched (the run gets the server's policy)."""
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store_template[1], store)
+    allowed, outside = tmp_path / "allowed", tmp_path / "outside"
+    inside = write_shape_images(allowed / "photos", 2, seed=12)
+    escapes = write_shape_images(outside, 2, seed=13)
+    (allowed / "photos" / "escape.png").symlink_to(escapes[0])
+    (allowed / "photos" / "linked").symlink_to(outside, target_is_directory=True)
+    with web_server({"/cat.png": png_bytes()}) as web:
+        listed = [*map(str, (*inside, escapes[1])), "/etc/passwd", f"{web.url}/cat.png"]
+        (allowed / "list.txt").write_text("\n".join(listed) + "\n")
+        settings = settings_for(store, index_roots=[str(allowed)])
+        with TestClient(create_app(settings)) as client:
+            walked = run_job(client, str(allowed / "photos"))
+            assert walked["state"] == "done", walked
+            assert walked["report"]["indexed"] == 2
+            from_list = run_job(client, str(allowed / "list.txt"))
+            assert from_list["state"] == "done", from_list
+            assert from_list["report"]["indexed"] == 0  # the two inside are unchanged
+            refused = client.post("/index", json={"source": str(allowed / "photos" / "linked")})
+            assert error_of_reply(refused) == (400, "ConfigError")
+            stored = client.app.state.client.store
+            outside_uris = [
+                str(allowed / "photos" / "escape.png"),
+                *(str(allowed / "photos" / "linked" / p.name) for p in escapes),
+                *map(str, escapes),
+                "/etc/passwd",
+                f"{web.url}/cat.png",
+            ]
+            assert stored.retrieve([point_id(uri) for uri in outside_uris]) == []
+            assert len(stored.retrieve([point_id(str(p)) for p in inside])) == 2
+        assert web.requests == []
+
+
+def test_index_runs_over_http_fetch_no_url_without_fetching_on(
+    tiny_store_template, tmp_path
+) -> None:
+    """No index_roots: any local source, but still no URL a client named is fetched."""
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store_template[1], store)
+    with web_server({"/cat.png": png_bytes()}) as web:
+        listing = tmp_path / "list.txt"
+        listing.write_text(f"{web.url}/cat.png\nhttp://169.254.169.254/latest/meta-data/\n")
+        with TestClient(create_app(settings_for(store))) as client:
+            job = run_job(client, str(listing))
+            assert job["state"] in ("done", "failed"), job
+            assert job["report"] is None or job["report"]["indexed"] == 0
+            assert client.app.state.client.store.retrieve([point_id(f"{web.url}/cat.png")]) == []
+        assert web.requests == []
+
+
+def error_of_reply(reply) -> tuple[int, str]:
+    body = reply.json()
+    assert set(body) == {"error", "type"} and body["error"], body
+    return reply.status_code, body["type"]
