@@ -50,7 +50,7 @@ def json_error(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The two ASGI messages of a JSON error reply; ``close`` ends the connection after it
     (for a body that is left unread)."""
-    body = json.dumps({"error": message, "type": kind}).encode()
+    body = json.dumps({"error": message, "type": kind}, separators=(",", ":")).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
@@ -77,6 +77,7 @@ class ApiKeyGuard:
     def __init__(self, app: ASGIApp, *, key: str, header: str, open_paths: tuple[str, ...]):
         self.app = app
         self.key = key.encode()
+        self.header_name = header
         self.header = header.lower().encode("latin-1")
         self.open_paths = open_paths
 
@@ -96,9 +97,8 @@ class ApiKeyGuard:
         if scope["type"] == "http" and self.needs_key(scope):
             given = self.given_key(scope)
             if not given or not secrets.compare_digest(given, self.key):
-                header = self.header.decode("latin-1")
                 for message in json_error(
-                    401, f"missing or wrong API key (header {header})", "Unauthorized"
+                    401, f"missing or wrong API key (header {self.header_name})", "Unauthorized"
                 ):
                     await send(message)
                 return

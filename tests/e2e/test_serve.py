@@ -20,6 +20,9 @@ import pytest
 from click.testing import CliRunner
 from shape_collection import free_port, shape_of, write_shape_images
 
+from indexer.config import build_settings
+from indexer.store import open_store
+from indexer.trusted_roots import trust_roots
 from search.cli import main
 
 pytestmark = pytest.mark.slow
@@ -32,6 +35,8 @@ def served(tiny_store_template, tmp_path_factory) -> Iterator[tuple[str, Path, P
     root = tmp_path_factory.mktemp("served")
     store = root / "store"
     shutil.copytree(template, store)
+    with open_store(build_settings(store=str(store)).store) as opened:
+        trust_roots(opened, [os.path.realpath(images)])  # as its index run records
     port = free_port()
     anyshot = Path(sys.executable).parent / "anyshot"
     log = (root / "serve.log").open("w")

@@ -193,6 +193,12 @@ TEXT = {"content-type": "text/plain"}
         ("POST", "/search/image", {"json": {"file": "x"}}, 422, "ValidationError"),
         ("DELETE", "/search", {}, 405, "HTTPError"),
         ("PUT", "/images/1", {}, 405, "HTTPError"),
+        ("TRACE", "/", {}, 405, "HTTPError"),
+        # the page's files: no way out of their folder
+        ("GET", "/static/..%2F..%2F..%2Fetc%2Fpasswd", {}, 404, "HTTPError"),
+        ("GET", "/static/%2e%2e/%2e%2e/api.py", {}, 404, "HTTPError"),
+        ("GET", "/static/", {}, 404, "HTTPError"),
+        ("GET", "/search?q=" + "x" * 20_000, {}, 422, "ValidationError"),
         # images that are not images
         ("POST", "/search", {"json": {"image": b64(HTML)}}, 400, "QueryError"),
         ("POST", "/search", {"json": {"image": b64(SVG)}}, 400, "QueryError"),
@@ -281,6 +287,26 @@ def test_nul_bytes_in_queries_are_data(http: TestClient) -> None:
 
 def test_a_huge_header_is_only_a_header(http: TestClient) -> None:
     assert http.get("/healthz", headers={"X-Padding": "a" * 200_000}).status_code == 200
+
+
+def test_odd_api_keys_are_refused_with_401(tiny_store_template, tmp_path) -> None:
+    store = store_copy(tiny_store_template, tmp_path)
+    with TestClient(create_app(settings_for(store, api_key="s3cret"))) as client:
+        for headers, query in [
+            ([(b"x-api-key", b"s3cret\xff")], ""),
+            ([(b"x-api-key", b"")], ""),
+            ([], "&api_key=%FF%00"),
+            ([], "&api_key=s3cre"),
+            ([(b"x-api-key", b"S3CRET")], ""),
+        ]:
+            reply = client.get(f"/search?q=x{query}", headers=headers)
+            assert reply.status_code == 401, (headers, query)
+            assert reply.json() == {
+                "error": "missing or wrong API key (header X-API-Key)",
+                "type": "Unauthorized",
+            }
+        assert client.get("/search?q=x&api_key=s3cret").status_code == 200
+        assert client.post("/search", json={"text": "x"}).status_code == 401  # body unread
 
 
 # -- example images: decoded within bounds --------------------------------------------------------

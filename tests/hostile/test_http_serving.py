@@ -34,6 +34,7 @@ from search.api import create_app
 
 NOT_SERVABLE = {"error": "the image is not servable", "type": "NotServable"}
 TRUSTED_ORIGIN = "https://images.example"
+INJECTION = "/a\r\nSet-Cookie: session=stolen"
 
 
 def png_bytes(colour: str = "red", size: tuple[int, int] = (40, 30)) -> bytes:
@@ -133,6 +134,7 @@ def site(tiny_store_template, tmp_path_factory) -> Site:
         "http://169.254.169.254/latest/meta-data/",
         "ftp://images.example/cat.png",
         f"{TRUSTED_ORIGIN}/cat.png",
+        TRUSTED_ORIGIN + INJECTION,
         "",
     ]
     with open_store(settings_for(store).store) as opened:
@@ -238,6 +240,10 @@ def test_a_trusted_web_origin_is_a_redirect(http: TestClient, site: Site) -> Non
     reply = http.get(f"/images/{site.ids[f'{TRUSTED_ORIGIN}/cat.png']}")
     assert reply.status_code == 307
     assert reply.headers["location"] == f"{TRUSTED_ORIGIN}/cat.png"
+    # a crafted URI cannot add headers to the redirect
+    crafted = http.get(f"/images/{site.ids[TRUSTED_ORIGIN + INJECTION]}")
+    assert crafted.status_code == 307 and "set-cookie" not in crafted.headers
+    assert crafted.headers["location"] == f"{TRUSTED_ORIGIN}/a%0D%0ASet-Cookie:%20session=stolen"
 
 
 def test_clip_back_gives_no_thumbnail_of_what_is_not_servable(http: TestClient, site: Site) -> None:
