@@ -154,7 +154,8 @@ class SearchRequest(BaseModel):
         None,
         max_length=4_000,
         description="An example image by URL: this API's /images/{id} URLs always work; others "
-        "only where the server may fetch URLs (api.fetch_image_urls).",
+        "only where the server may fetch URLs (api.fetch_image_urls), and never from a "
+        "private or loopback address unless api.fetch_allowed_hosts lists it.",
     )
     id: int | None = Field(None, ge=0, le=POINT_ID_MAX, description="An indexed image's id.")
     negatives: list[str] = Field(
@@ -361,7 +362,7 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(AnyshotError)
     async def anyshot_error(_: Request, exc: AnyshotError) -> JSONResponse:
-        if isinstance(exc, NotServable):
+        if isinstance(exc, NotServable) and exc.worth_logging:
             # The client learns only that; the log says why (a crafted point, a gone file).
             logger.warning("not serving %s: %s", exc.uri, exc.reason)
         reply = error_reply(status_of(exc), str(exc), type(exc).__name__)
@@ -873,7 +874,8 @@ def add_clip_back_routes(app: FastAPI, settings: Settings) -> None:
                         hit_id, uri, str(payload.get("sha256", "")), CLIP_BACK_THUMBNAIL_SIZE
                     )
                 except NotServable as exc:  # gone, or not under a trusted root: no image
-                    logger.warning("no thumbnail of %s: %s", exc.uri, exc.reason)
+                    if exc.worth_logging:
+                        logger.warning("no thumbnail of %s: %s", exc.uri, exc.reason)
                 except BusyError:
                     pass  # the client shows the URL instead
                 else:

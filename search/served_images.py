@@ -76,12 +76,15 @@ class NotServable(AnyshotError):
     Attributes:
         uri: The image's stored URI.
         reason: Why it is refused.
+        worth_logging: False when the server said why once already (a store without trusted
+            roots would otherwise log every thumbnail of a page).
     """
 
-    def __init__(self, uri: str, reason: str) -> None:
+    def __init__(self, uri: str, reason: str, *, worth_logging: bool = True) -> None:
         super().__init__("the image is not servable")
         self.uri = uri
         self.reason = reason
+        self.worth_logging = worth_logging
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +220,10 @@ class ServedImages:
             raise NotServable(uri, "not a local file")
         folders = self.roots.folders
         if not folders:
-            raise NotServable(uri, "the collection has no trusted folders")
+            unrecorded = not self.roots.recorded  # warned about at startup
+            raise NotServable(
+                uri, "the collection has no trusted folders", worth_logging=not unrecorded
+            )
         try:
             with open_regular_file(path, roots=folders, shown=uri) as (file, info):
                 image_format = identify_format(file)
