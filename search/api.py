@@ -16,11 +16,9 @@ import base64
 import binascii
 import json
 import logging
-import mimetypes
 import re
-import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import ExitStack, asynccontextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -30,15 +28,26 @@ from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from fastapi.staticfiles import StaticFiles
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from indexer.access import AccessPolicy
 from indexer.config import Settings
 from indexer.edge_store import EdgeStore
 from indexer.errors import (
     AnyshotError,
+    BusyError,
     ConfigError,
     ImageDecodeError,
     ModelError,
@@ -49,14 +58,19 @@ from indexer.errors import (
     StoreNotFoundError,
 )
 from indexer.run_folders import is_folder_location
+from indexer.schema import uri_path
 from indexer.serialized_store import SerializedStore
 from indexer.store import open_store
 from search.client import ImageSearch
 from search.engine import Hit
+from search.example_images import DECODE_WAIT_SECONDS, ExampleImages, PixelBudget
+from search.http_guards import ApiKeyGuard, BodyLimit, BodyTooLarge, SecurityHeaders
 from search.index_jobs import IndexJobs
 from search.query import QueryPart
 from search.remote import API_KEY_HEADER, advertise_server, withdraw_server
+from search.served_images import NotServable, ServedImages
 from search.thumbnails import ThumbnailCache, thumbnail_dir
+from search.work_limits import WorkLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +80,11 @@ CLIP_BACK_THUMBNAIL_SIZE = 256
 OPEN_PATHS = ("/healthz", "/docs", "/redoc", "/openapi.json", "/static/")
 """Paths that need no API key: health, documentation and the built-in page's files."""
 
+THUMBNAIL_WAIT_SECONDS = 30.0
+"""How long a thumbnail waits for a decode slot before the request gets 429."""
+
 ERROR_STATUS: list[tuple[type[AnyshotError], int]] = [
+    (NotServable, 404),
     (StoreNotFoundError, 404),
     (ModelMismatchError, 409),
     (StoreLockedError, 409),
@@ -75,6 +93,7 @@ ERROR_STATUS: list[tuple[type[AnyshotError], int]] = [
     (QueryError, 400),
     (ImageDecodeError, 400),
     (ConfigError, 400),
+    (BusyError, 429),
 ]
 """Status codes of anyshot's errors, most specific first; other errors (store failures) 503."""
 
@@ -135,7 +154,8 @@ class SearchRequest(BaseModel):
         None,
         max_length=4_000,
         description="An example image by URL: this API's /images/{id} URLs always work; others "
-        "only where the server may fetch URLs (api.fetch_image_urls).",
+        "only where the server may fetch URLs (api.fetch_image_urls), and never from a "
+        "private or loopback address unless api.fetch_allowed_hosts lists it.",
     )
     id: int | None = Field(None, ge=0, le=POINT_ID_MAX, description="An indexed image's id.")
     negatives: list[str] = Field(
@@ -231,7 +251,7 @@ class MetadataRequest(BaseModel):
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody} for status in (400, 401, 404, 409, 413, 422, 503)
+    status: {"model": ErrorBody} for status in (400, 401, 404, 409, 413, 422, 429, 503)
 }
 
 
@@ -251,6 +271,22 @@ def create_app(settings: Settings | None = None, *, advertise_url: str | None = 
         The FastAPI app; the store opens when it starts and closes when it stops.
     """
     settings = settings or Settings()
+    api = settings.api
+    downloads = WorkLimiter(
+        api.max_concurrent_downloads, what="downloads", setting="api.max_concurrent_downloads"
+    )
+    decodes = WorkLimiter(
+        api.max_concurrent_decodes,
+        what="image decodes",
+        setting="api.max_concurrent_decodes",
+        wait=DECODE_WAIT_SECONDS,
+    )
+    thumbnail_decodes = WorkLimiter(
+        api.max_concurrent_decodes,
+        what="thumbnail decodes",
+        setting="api.max_concurrent_decodes",
+        wait=THUMBNAIL_WAIT_SECONDS,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -259,12 +295,24 @@ def create_app(settings: Settings | None = None, *, advertise_url: str | None = 
             opened.hold()  # an empty folder too: this server will index into it
         store = SerializedStore(opened)
         client = ImageSearch(settings, store=store)
-        jobs = IndexJobs(client, allowed_roots=settings.api.index_roots)
+        served = ServedImages(store, api, downloads)
+        served.refresh()
+        served.warn_if_unrecorded()
+        jobs = IndexJobs(
+            client,
+            allowed_roots=api.index_roots,
+            access=AccessPolicy.for_server(api, roots=api.index_roots),
+            on_finished=served.refresh,  # a run records the roots it read: serve them now
+        )
         folder = Path(settings.store.location).expanduser()
         advertised = advertise_url is not None and is_folder_location(settings.store.location)
         app.state.client = client
         app.state.jobs = jobs
-        app.state.thumbnails = ThumbnailCache(thumbnail_dir(settings))
+        app.state.served = served
+        app.state.examples = ExampleImages(api, downloads=downloads, decodes=decodes)
+        app.state.thumbnails = ThumbnailCache(
+            thumbnail_dir(settings), served, decodes=thumbnail_decodes
+        )
         try:
             if advertised:
                 assert advertise_url is not None
@@ -314,15 +362,32 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(AnyshotError)
     async def anyshot_error(_: Request, exc: AnyshotError) -> JSONResponse:
-        return error_reply(status_of(exc), str(exc), type(exc).__name__)
+        if isinstance(exc, NotServable) and exc.worth_logging:
+            # The client learns only that; the log says why (a crafted point, a gone file).
+            logger.warning("not serving %s: %s", exc.uri, exc.reason)
+        reply = error_reply(status_of(exc), str(exc), type(exc).__name__)
+        if isinstance(exc, BusyError):
+            reply.headers["Retry-After"] = "1"
+        return reply
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         return error_reply(422, describe_validation(exc.errors()), "ValidationError")
 
+    @app.exception_handler(BodyTooLarge)
+    async def body_too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
+        # The rest of the body is never read: the connection closes after this reply.
+        reply = error_reply(413, str(exc.detail), "TooLarge")
+        reply.headers["Connection"] = "close"
+        return reply
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error_reply(exc.status_code, str(exc.detail), "HTTPError")
+
+    @app.exception_handler(RecursionError)
+    async def too_deep(_: Request, exc: RecursionError) -> JSONResponse:
+        return error_reply(400, "the request is nested too deeply", "QueryError")
 
     @app.exception_handler(Exception)
     async def internal_error(_: Request, exc: Exception) -> JSONResponse:
@@ -339,35 +404,19 @@ def describe_validation(errors: Any) -> str:
     return "invalid request: " + "; ".join(parts)
 
 
-def needs_key(request: Request, key: str | None) -> bool:
-    """True when a request must carry the API key (all but health, docs, the page, CORS)."""
-    path = request.url.path
-    return (
-        key is not None
-        and request.method != "OPTIONS"
-        and path != "/"
-        and not path.startswith(OPEN_PATHS)
-    )
-
-
 def add_guards(app: FastAPI, settings: Settings) -> None:
-    """API key, request size limit and CORS (outermost, so that errors carry CORS headers)."""
-    limit = settings.api.max_upload_bytes
-    key = settings.api.api_key.get_secret_value() if settings.api.api_key else None
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            return error_reply(413, f"request body larger than {limit} bytes", "TooLarge")
-        if needs_key(request, key):
-            given = request.headers.get(API_KEY_HEADER) or request.query_params.get("api_key")
-            if not given or not secrets.compare_digest(given.encode(), str(key).encode()):
-                return error_reply(
-                    401, f"missing or wrong API key (header {API_KEY_HEADER})", "Unauthorized"
-                )
-        return await call_next(request)
-
+    """API key, request size limit, security headers and CORS (outermost, so that errors carry
+    CORS headers)."""
+    # Added last is outermost: CORS, then headers, then the key check, then the body limit.
+    app.add_middleware(BodyLimit, limit=settings.api.max_upload_bytes)
+    if settings.api.api_key is not None:
+        app.add_middleware(
+            ApiKeyGuard,
+            key=settings.api.api_key.get_secret_value(),
+            header=API_KEY_HEADER,
+            open_paths=OPEN_PATHS,
+        )
+    app.add_middleware(SecurityHeaders)
     if settings.api.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -407,27 +456,37 @@ def decode_base64_image(data: str, limit: int) -> bytes:
 OWN_IMAGE_URL = re.compile(r"/(?:images|thumbs)/(\d{1,19})(?:[?#].*)?$")
 
 
-def image_url_query(url: str, settings: Settings) -> dict[str, Any]:
+def example_image(
+    request: Request, data: bytes, budget: PixelBudget, label: str = "the example image"
+) -> Image.Image:
+    """Decode a client's example image within the request's pixel budget (see
+    :mod:`search.example_images`), reduced to the model's input size where the format allows."""
+    target_size = client_of(request).engine.embedder.image_size  # 404 on an empty store first
+    return request.app.state.examples.decode(
+        data, target_size=target_size, budget=budget, label=label
+    )
+
+
+def image_url_query(url: str, request: Request, budget: PixelBudget) -> dict[str, Any]:
     """The query for an example image given by URL.
 
     This API's own ``/images/{id}`` and ``/thumbs/{id}`` URLs become "more like this" by id
     (clip-front's search by a result's image sends its URL back); other http(s) URLs are
-    downloaded only when ``api.fetch_image_urls`` allows it. Nothing else is accepted: a path
-    here would let a client read the server's files.
+    downloaded only when ``api.fetch_image_urls`` allows it, under the server's policy, and the
+    engine gets the decoded image, never the URL. Nothing else is accepted: a path here would
+    let a client read the server's files.
 
     Raises:
-        QueryError: A URL that may not be used.
+        QueryError: A URL that may not be used, or whose image cannot be.
+        BusyError: Too many downloads or decodes at once.
     """
     own = OWN_IMAGE_URL.search(url)
     if own is not None and int(own.group(1)) <= POINT_ID_MAX:
         return {"similar_to": int(own.group(1))}
     if not url.lower().startswith(("http://", "https://")):
         raise QueryError("image_url must be an http(s) URL")
-    if not settings.api.fetch_image_urls:
-        raise QueryError(
-            "this server does not fetch image URLs (api.fetch_image_urls); upload the image"
-        )
-    return {"image": url}
+    data = request.app.state.examples.download(url)
+    return {"image": example_image(request, data, budget, label=f"the image at {url}")}
 
 
 def run_search(
@@ -448,7 +507,7 @@ def run_search(
 
     Args:
         client: The client.
-        query: The main query: any of ``text``, ``image`` (bytes or a URL), ``name``,
+        query: The main query: any of ``text``, ``image`` (a decoded example), ``name``,
             ``similar_to``.
         negatives: Texts to move away from.
         parts: More weighted parts.
@@ -476,13 +535,16 @@ def run_search(
     return list(result.hits), (dict(result.explain) if explain else None)
 
 
-def query_parts(parts: list[QueryPartBody], limit: int) -> list[QueryPart]:
-    """Turn request parts into the client's query parts (base64 images decoded)."""
+def query_parts(
+    request: Request, parts: list[QueryPartBody], budget: PixelBudget
+) -> list[QueryPart]:
+    """Turn request parts into the client's query parts (base64 images decoded, in budget)."""
+    limit = request.app.state.settings.api.max_upload_bytes
     converted = []
     for part in parts:
         value: Any = part.value
         if part.kind == "image":
-            value = decode_base64_image(str(value), limit)
+            value = example_image(request, decode_base64_image(str(value), limit), budget)
         elif part.kind == "id":
             try:
                 value = int(value)
@@ -509,8 +571,12 @@ def add_search_routes(app: FastAPI, settings: Settings) -> None:
             raise QueryError(f"offset must be at most {limits.max_offset}")
 
     @app.get("/healthz", tags=["service"])
-    def healthz() -> dict[str, str]:
-        """Liveness: the server answers (no API key needed)."""
+    async def healthz() -> dict[str, str]:
+        """Liveness: the server answers (no API key needed).
+
+        Runs on the event loop, needing no worker thread: it answers while every thread is
+        busy with slow work.
+        """
         return {"status": "ok"}
 
     @app.get("/collections", tags=["service"])
@@ -583,17 +649,19 @@ def add_search_routes(app: FastAPI, settings: Settings) -> None:
             main["name"] = body.name
         if body.id is not None:
             main["similar_to"] = body.id
+        budget = request.app.state.examples.budget()
         if body.image is not None and body.image.lower().startswith(("http://", "https://")):
-            main |= image_url_query(body.image, settings)
+            main |= image_url_query(body.image, request, budget)
         elif body.image is not None:
-            main["image"] = decode_base64_image(body.image, limits.max_upload_bytes)
+            data = decode_base64_image(body.image, limits.max_upload_bytes)
+            main["image"] = example_image(request, data, budget)
         if body.image_url is not None:
-            main |= image_url_query(body.image_url, settings)
+            main |= image_url_query(body.image_url, request, budget)
         hits, explanation = run_search(
             client_of(request),
             query=main,
             negatives=body.negatives,
-            parts=query_parts(body.parts, limits.max_upload_bytes),
+            parts=query_parts(request, body.parts, budget),
             filters=body.filters,
             k=body.k,
             offset=body.offset,
@@ -621,9 +689,10 @@ def add_search_routes(app: FastAPI, settings: Settings) -> None:
             raise QueryError(f"the image is larger than {limits.max_upload_bytes} bytes")
         if not data:
             raise QueryError("the uploaded image is empty")
+        image = example_image(request, data, request.app.state.examples.budget())
         hits, _ = run_search(
             client_of(request),
-            query={"image": data},
+            query={"image": image},
             filters=filters,
             k=k,
             offset=offset,
@@ -647,20 +716,12 @@ def indexed_payload(client: ImageSearch, point_id: int) -> dict[str, Any]:
     return found[0].payload
 
 
-def local_file(uri: str) -> Path | None:
-    """The local file of an indexed URI, or None for web URLs."""
-    if uri.lower().startswith(("http://", "https://")):
-        return None
-    if uri.startswith("file://"):
-        from urllib.parse import urlsplit
-        from urllib.request import url2pathname
-
-        return Path(url2pathname(urlsplit(uri).path))
-    return Path(uri)
-
-
 def add_image_routes(app: FastAPI, settings: Settings) -> None:
-    """/images/{id} (the original) and /thumbs/{id} (cached JPEG thumbnails)."""
+    """/images/{id} (the original) and /thumbs/{id} (cached JPEG thumbnails).
+
+    Only images under the store's trusted roots are served (:mod:`search.served_images`);
+    every other indexed image answers 404.
+    """
     PointId = Annotated[int, PathParam(ge=0, le=POINT_ID_MAX, description="An indexed id.")]
 
     @app.get(
@@ -670,16 +731,31 @@ def add_image_routes(app: FastAPI, settings: Settings) -> None:
         responses={200: {"content": {"image/*": {}}}, 307: {"description": "A web image."}},
     )
     def image(request: Request, point_id: PointId) -> Response:
-        """The original image file. Only indexed images are served, by id: no paths."""
-        payload = indexed_payload(client_of(request), point_id)
-        uri = str(payload.get("uri", ""))
-        path = local_file(uri)
-        if path is None:
-            return RedirectResponse(uri, status_code=307)
-        if not path.is_file():
-            raise StoreNotFoundError(f"image {point_id} is indexed but its file is gone: {path}")
-        media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        return FileResponse(path, media_type=media)
+        """The original image file, with the content type of its format. Only indexed images
+        under the collection's trusted folders (or web origins) are served, by id: no paths."""
+        uri = str(indexed_payload(client_of(request), point_id).get("uri", ""))
+        served: ServedImages = request.app.state.served
+        if uri_path(uri) is None:
+            url = served.web_url(uri)
+            if url is None:
+                raise NotServable(uri, "a URL of an origin the collection does not trust")
+            return RedirectResponse(url, status_code=307)
+        # The checked file is the served file: it stays open until its last byte is sent.
+        stack = ExitStack()
+        opened = stack.enter_context(served.open_local(uri))
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from opened.chunks()
+            finally:
+                stack.close()
+
+        return StreamingResponse(
+            chunks(),
+            media_type=opened.media_type,
+            headers={"Content-Length": str(opened.size)},
+            background=BackgroundTask(stack.close),  # a client that went away early
+        )
 
     @app.get(
         "/thumbs/{point_id}",
@@ -696,12 +772,9 @@ def add_image_routes(app: FastAPI, settings: Settings) -> None:
     ) -> Response:
         """A JPEG thumbnail of an indexed image, made once and cached."""
         payload = indexed_payload(client_of(request), point_id)
-        try:
-            data = request.app.state.thumbnails.thumbnail(
-                point_id, str(payload.get("uri", "")), str(payload.get("sha256", "")), size
-            )
-        except ImageDecodeError as exc:
-            raise StoreNotFoundError(f"image {point_id} cannot be read: {exc.reason}") from exc
+        data = request.app.state.thumbnails.thumbnail(
+            point_id, str(payload.get("uri", "")), str(payload.get("sha256", "")), size
+        )
         return Response(
             data, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=86400"}
         )
@@ -723,12 +796,12 @@ def add_index_routes(app: FastAPI) -> None:
         return IndexJobBody.model_validate(job.to_dict())
 
     @app.get("/index", tags=["index"])
-    def list_index_jobs(request: Request) -> list[IndexJobBody]:
+    async def list_index_jobs(request: Request) -> list[IndexJobBody]:
         """Recent index runs, oldest first."""
         return [IndexJobBody.model_validate(j.to_dict()) for j in request.app.state.jobs.jobs()]
 
     @app.get("/index/{job_id}", tags=["index"])
-    def index_job(
+    async def index_job(
         request: Request, job_id: Annotated[str, PathParam(max_length=64)]
     ) -> IndexJobBody:
         """One index run: state, progress, and its report once done."""
@@ -756,10 +829,17 @@ METADATA_BODY = {
 
 
 async def json_body(request: Request, model: type[BaseModel]) -> Any:
-    """Parse a JSON body whatever its content type (clip-front posts text/plain)."""
+    """Parse a JSON body whatever its content type (clip-front posts text/plain).
+
+    Raises:
+        QueryError: Not JSON, or nested too deeply to parse (400, never a 500).
+        RequestValidationError: JSON that is not what ``model`` needs (422).
+    """
     raw = await request.body()
     try:
         return model.model_validate(json.loads(raw))
+    except RecursionError as exc:
+        raise QueryError("the body is nested too deeply") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         if isinstance(exc, ValidationError):
             raise RequestValidationError(exc.errors()) from exc
@@ -775,24 +855,36 @@ def add_clip_back_routes(app: FastAPI, settings: Settings) -> None:
         if indice_name not in (None, "", name):
             raise StoreNotFoundError(f"no index {indice_name!r}; this server has {name!r}")
 
-    def entry(request: Request, hit_id: int, payload: dict[str, Any]) -> dict[str, Any]:
+    def entries(request: Request, points: Sequence[tuple[int, dict[str, Any]]]) -> list[dict]:
+        """Metadata of results; only the first ``api.max_thumbnails_per_request`` carry a
+        thumbnail (``image``), so that one request cannot make the server build a thousand."""
         base = str(request.base_url).rstrip("/")
-        uri = str(payload.get("uri", ""))
-        meta: dict[str, Any] = {
-            "url": f"{base}/images/{hit_id}",
-            "caption": Path(uri).name or uri,
-            "image_path": uri,
-        }
-        with suppress(ImageDecodeError):  # a file that is gone: the URL says where it was
-            meta["image"] = base64.b64encode(
-                request.app.state.thumbnails.thumbnail(
-                    hit_id, uri, str(payload.get("sha256", "")), CLIP_BACK_THUMBNAIL_SIZE
-                )
-            ).decode()
-        return meta
+        thumbnails: ThumbnailCache = request.app.state.thumbnails
+        built = []
+        for rank, (hit_id, payload) in enumerate(points):
+            uri = str(payload.get("uri", ""))
+            meta: dict[str, Any] = {
+                "url": f"{base}/images/{hit_id}",
+                "caption": Path(uri).name or uri,
+                "image_path": uri,
+            }
+            if rank < limits.max_thumbnails_per_request:
+                try:
+                    jpeg = thumbnails.thumbnail(
+                        hit_id, uri, str(payload.get("sha256", "")), CLIP_BACK_THUMBNAIL_SIZE
+                    )
+                except NotServable as exc:  # gone, or not under a trusted root: no image
+                    if exc.worth_logging:
+                        logger.warning("no thumbnail of %s: %s", exc.uri, exc.reason)
+                except BusyError:
+                    pass  # the client shows the URL instead
+                else:
+                    meta["image"] = base64.b64encode(jpeg).decode()
+            built.append(meta)
+        return built
 
     @app.get("/indices-list", tags=["clip-back"])
-    def indices_list() -> list[str]:
+    async def indices_list() -> list[str]:
         """clip-back: the names of the indices (one: the collection)."""
         return [name]
 
@@ -800,9 +892,10 @@ def add_clip_back_routes(app: FastAPI, settings: Settings) -> None:
     async def knn_service(request: Request) -> list[dict[str, Any]]:
         """clip-back: nearest images to a text, a base64 image, an image URL or an embedding.
 
-        The first ``num_images`` results carry metadata (url, caption, image_path, image as a
-        base64 JPEG thumbnail); the rest up to ``num_result_ids`` only id and similarity, for
-        /metadata later. Safety, violence, aesthetic and mclip options are accepted and ignored.
+        The first ``num_images`` results carry metadata (url, caption, image_path, and for the
+        first ``api.max_thumbnails_per_request`` of them image, a base64 JPEG thumbnail); the
+        rest up to ``num_result_ids`` only id and similarity, for /metadata later. Safety,
+        violence, aesthetic and mclip options are accepted and ignored.
         """
         body: KnnRequest = await json_body(request, KnnRequest)
         check_index(body.indice_name)
@@ -810,48 +903,50 @@ def add_clip_back_routes(app: FastAPI, settings: Settings) -> None:
         with_metadata = min(body.num_images, count)
         if count == 0:
             return []
-        from starlette.concurrency import run_in_threadpool
-
-        hits = await run_in_threadpool(knn_hits, client_of(request), body, count, settings)
+        hits = await run_in_threadpool(knn_hits, request, body, count)
+        metas = await run_in_threadpool(
+            entries, request, [(hit.id, hit.payload) for hit in hits[:with_metadata]]
+        )
         reply = []
         for rank, hit in enumerate(hits):
             item: dict[str, Any] = {"id": hit.id, "similarity": hit.score}
             if rank < with_metadata:
-                item |= await run_in_threadpool(entry, request, hit.id, hit.payload)
+                item |= metas[rank]
             reply.append(item)
         return reply
 
     @app.post("/metadata", tags=["clip-back"], openapi_extra=METADATA_BODY)
     async def metadata(request: Request) -> list[dict[str, Any]]:
-        """clip-back: metadata (url, caption, image_path, image) of result ids."""
+        """clip-back: metadata (url, caption, image_path, image) of result ids; only the first
+        ``api.max_thumbnails_per_request`` carry a thumbnail."""
         body: MetadataRequest = await json_body(request, MetadataRequest)
         check_index(body.indice_name)
         if len(body.ids) > limits.max_k:
             raise QueryError(f"at most {limits.max_k} ids per request")
-        from starlette.concurrency import run_in_threadpool
-
         client = client_of(request)
         found = await run_in_threadpool(
             client.store.retrieve, [i for i in body.ids if 0 <= i <= POINT_ID_MAX]
         )
-        return [
-            {"id": p.id, "metadata": await run_in_threadpool(entry, request, p.id, p.payload)}
-            for p in found
-        ]
+        metas = await run_in_threadpool(entries, request, [(p.id, p.payload) for p in found])
+        return [{"id": p.id, "metadata": meta} for p, meta in zip(found, metas, strict=True)]
 
 
-def knn_hits(client: ImageSearch, body: KnnRequest, count: int, settings: Settings) -> list[Hit]:
+def knn_hits(request: Request, body: KnnRequest, count: int) -> list[Hit]:
     """The hits of a clip-back query."""
+    client = client_of(request)
     options: dict[str, Any] = {"k": count}
     if body.deduplicate:
         options["collapse_duplicates"] = True
     if body.text:
         return run_search(client, query={"text": body.text}, **options)[0]
+    budget = request.app.state.examples.budget()
     if body.image:
-        image = decode_base64_image(body.image, settings.api.max_upload_bytes)
-        return run_search(client, query={"image": image}, **options)[0]
+        data = decode_base64_image(body.image, request.app.state.settings.api.max_upload_bytes)
+        query = {"image": example_image(request, data, budget)}
+        return run_search(client, query=query, **options)[0]
     if body.image_url:
-        return run_search(client, query=image_url_query(body.image_url, settings), **options)[0]
+        query = image_url_query(body.image_url, request, budget)
+        return run_search(client, query=query, **options)[0]
     if body.embedding_input is not None:
         vector = np.asarray(body.embedding_input, dtype=np.float32)
         dim = client.store.require_model().dim
@@ -873,7 +968,7 @@ def add_page(app: FastAPI) -> None:
         page = (Path(folder) / "index.html").read_text()
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index_page() -> HTMLResponse:
+    async def index_page() -> HTMLResponse:
         return HTMLResponse(page)
 
 

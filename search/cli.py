@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import math
 import os
+import socket
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -81,9 +85,32 @@ def progress_bar(*, enabled: bool = True) -> Iterator[Callable[[int, int], None]
         bar.close()
 
 
+class FiniteFloatRange(click.FloatRange):
+    """A float in a range that is a real number: ``nan`` and ``inf`` are refused (click's
+    FloatRange lets ``nan`` through, since every comparison with it is false)."""
+
+    name = "finite float range"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+def verbose_run() -> bool:
+    """True when the command line asked for more output (``-v``)."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.find_root().params.get("verbose"))
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn anyshot errors into one red line on stderr and exit code 1."""
+    """Turn anyshot errors into one red line on stderr and exit code 1.
+
+    Anything else is a bug, and still one line (``error: internal error: ...``, exit 1); the
+    traceback follows only with ``-v``. So no command ever answers a user with a traceback.
+    """
     try:
         yield
     except AnyshotError as exc:
@@ -92,9 +119,32 @@ def user_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         click.secho("interrupted", fg="red", err=True)
         sys.exit(130)
+    except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        raise  # usage errors and exits: click prints and exits as it should
+    except BrokenPipeError:
+        # `anyshot search ... | head`: the reader went away; nothing more to say.
+        sys.stderr.close()
+        sys.exit(1)
+    except Exception as exc:
+        if verbose_run():
+            traceback.print_exc(file=sys.stderr)
+        click.secho(
+            f"error: internal error: {type(exc).__name__}: {exc} (run with -v for details)",
+            fg="red",
+            err=True,
+        )
+        sys.exit(1)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class AnyshotGroup(click.Group):
+    """The command group; every command runs inside :func:`user_errors`, printing included."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with user_errors():
+            return super().invoke(ctx)
+
+
+@click.group(cls=AnyshotGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.version_option(package_name="anyshot")
 def main(verbose: int) -> None:
@@ -289,7 +339,7 @@ def running_server(settings: Settings) -> RemoteServer | None:
 @click.option("--cron", metavar="EXPR", help='Cron schedule, e.g. "0 * * * *" (hourly).')
 @click.option(
     "--interval",
-    type=click.FloatRange(min=1),
+    type=FiniteFloatRange(min=1),
     metavar="SECONDS",
     help="Run every SECONDS instead of a cron schedule.",
 )
@@ -474,7 +524,7 @@ def load_command(folder: str, store: str | None, trust: tuple[str, ...], as_json
 @click.option("--offset", type=click.IntRange(0), default=0, help="Skip this many results.")
 @click.option(
     "--threshold",
-    type=click.FloatRange(-1, 1),
+    type=FiniteFloatRange(-1, 1),
     metavar="SCORE",
     help="Only results with at least this score (cosine, -1..1).",
 )
@@ -794,6 +844,8 @@ def serve(
         with open_store(settings.store) as opened:
             if isinstance(opened, EdgeStore):
                 opened.hold()  # an empty folder held by another server too
+        # The port too: bound here, before saying "serving at", and handed to uvicorn.
+        listener = bind_listener(host, port)
         app = create_app(settings, advertise_url=url)
         click.echo(f"anyshot serving {settings.store.location} at {url}/", err=True)
         if host not in ("127.0.0.1", "localhost", "::1") and settings.api.api_key is None:
@@ -803,7 +855,38 @@ def serve(
                 fg="yellow",
                 err=True,
             )
-        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        config = uvicorn.Config(app, host=host, port=port, log_level=log_level)
+        server = uvicorn.Server(config)
+        with listener:
+            try:
+                server.run(sockets=[listener])
+            except SystemExit as exc:  # uvicorn's way of saying the app did not start
+                if exc.code not in (None, 0):
+                    raise ConfigError("the server could not start (see the log above)") from exc
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port``.
+
+    Raises:
+        ConfigError: The address cannot be used (the port is taken, the host is unknown).
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (OSError, UnicodeError) as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc}") from exc
+    listener = socket.socket(family, kind, proto)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+        listener.listen(2048)
+    except OSError as exc:
+        listener.close()
+        why = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror or exc
+        raise ConfigError(f"cannot listen on {host}:{port}: {why}") from exc
+    return listener
 
 
 @main.group()
@@ -907,7 +990,7 @@ def concept_remove(name: str, store: str | None, model: str | None, pretrained: 
 )
 @click.option(
     "--min-score",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloatRange(0, 1),
     metavar="SCORE",
     help="Only tags with at least this probability (softmax over the labels, 0..1).",
 )
@@ -951,7 +1034,7 @@ def tag(
 @store_options
 @click.option(
     "--threshold",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloatRange(0, 1),
     metavar="SCORE",
     help="Cosine similarity from which images count as duplicates (default: near-identical).",
 )

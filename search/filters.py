@@ -48,6 +48,10 @@ _UNITS = {
 }
 _FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF"}
 KEYS = ("folder", "format", "tag", "id", "mtime", "size")
+MAX_TIMESTAMP = 1e13
+"""mtime bounds, in seconds either side of 1970 (about 300,000 years)."""
+MAX_SIZE = 10**18
+"""The largest size a filter may name (an exabyte: sizes are kept as 64-bit integers)."""
 
 
 def parse_filters(expressions: Iterable[str]) -> PayloadFilter:
@@ -157,16 +161,24 @@ def _folder_prefix(value: str) -> str:
 
 def _timestamp(value: str, expression: str) -> float:
     try:
-        return float(value)
+        moment = float(value)
     except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(value).timestamp()
-    except ValueError:
+        moment = None
+    if moment is None:
+        try:
+            moment = datetime.fromisoformat(value).timestamp()
+        except (ValueError, OverflowError, OSError):
+            raise QueryError(
+                f"filter {expression!r}: {value!r} is not a date (2024-01-01, 2024-01-01T12:00) "
+                f"or seconds since the epoch"
+            ) from None
+    # nan, inf and 1e999 (inf) would reach the store's range filter (Qdrant Edge panics on NaN).
+    if not math.isfinite(moment) or abs(moment) > MAX_TIMESTAMP:
         raise QueryError(
-            f"filter {expression!r}: {value!r} is not a date (2024-01-01, 2024-01-01T12:00) "
-            f"or seconds since the epoch"
-        ) from None
+            f"filter {expression!r}: {value!r} is not a finite number of seconds "
+            f"(at most {MAX_TIMESTAMP:.0e} either side of 1970)"
+        )
+    return moment
 
 
 def _bytes(value: str, expression: str) -> int:
@@ -176,4 +188,7 @@ def _bytes(value: str, expression: str) -> int:
         raise QueryError(
             f"filter {expression!r}: {value!r} is not a size (10000, 500KB, 2MB, 1.5GiB)"
         )
-    return round(float(match["number"]) * _UNITS[unit])
+    size = float(match["number"]) * _UNITS[unit]  # 400 digits of 9 make inf
+    if not math.isfinite(size) or size > MAX_SIZE:
+        raise QueryError(f"filter {expression!r}: {value!r} is larger than any file")
+    return round(size)

@@ -9,14 +9,17 @@ lets the threads take turns per store call). One job runs at a time; later ones 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from indexer.access import AccessPolicy, resolve_roots, within_roots
 from indexer.errors import AnyshotError, ConfigError
 from search.client import ImageSearch
 
@@ -75,12 +78,28 @@ class IndexJobs:
 
     Args:
         client: The server's client; its store must tolerate calls from several threads.
-        allowed_roots: Folders that sources must lie in; empty allows any source.
+        allowed_roots: Folders that sources must lie in (links resolved); empty allows any
+            source.
+        access: What the runs may read (every file, link and list entry is held to it); None:
+            :meth:`AccessPolicy.for_server` defaults (``allowed_roots``, no URL fetching).
+        on_finished: Called after each run, done or failed (the server re-reads the roots it
+            serves from, which a run records).
     """
 
-    def __init__(self, client: ImageSearch, *, allowed_roots: list[Path] | None = None) -> None:
+    def __init__(
+        self,
+        client: ImageSearch,
+        *,
+        allowed_roots: Sequence[str | Path] | None = None,
+        access: AccessPolicy | None = None,
+        on_finished: Callable[[], object] | None = None,
+    ) -> None:
         self.client = client
-        self.allowed_roots = [Path(r).expanduser().resolve() for r in allowed_roots or []]
+        self.allowed_roots = resolve_roots(allowed_roots or [])
+        self.access = access or AccessPolicy(
+            roots=self.allowed_roots or None, fetch_urls=False, private_hosts=False
+        )
+        self.on_finished = on_finished
         self._jobs: OrderedDict[str, IndexJob] = OrderedDict()
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -92,14 +111,16 @@ class IndexJobs:
         """Queue an index run of ``source`` (a folder, list file or image on this machine).
 
         Raises:
-            ConfigError: The source is not an absolute path, or lies outside the allowed roots.
+            ConfigError: The source is not an absolute path, or, links resolved, lies outside
+                the allowed roots.
         """
-        path = Path(source)
-        if "://" not in source and not path.is_absolute():
+        if "\0" in source:
+            raise ConfigError("the source must be a path without NUL characters")
+        if "://" not in source and not os.path.isabs(source):
             raise ConfigError(f"the source must be an absolute path on the server, not {source!r}")
         if self.allowed_roots:
-            resolved = path.resolve()
-            if not any(resolved.is_relative_to(root) for root in self.allowed_roots):
+            resolved = os.path.realpath(source)  # every link on the way, the last one too
+            if "://" in source or not within_roots(resolved, self.allowed_roots):
                 raise ConfigError(f"{source} is outside the folders this server may index")
         job = IndexJob(id=uuid.uuid4().hex, source=source)
         with self._wake:
@@ -162,16 +183,22 @@ class IndexJobs:
                 # Between batches: what was written stays, and the next run resumes from it.
                 raise IndexCancelled("the server shut down during the run; run it again to resume")
 
+        state: JobState = "failed"
         try:
-            report = self.client.index(job.source, progress=progress)
+            report = self.client.index(job.source, progress=progress, access=self.access)
         except (AnyshotError, IndexCancelled) as exc:
             job.error = str(exc)
-            job.state = "failed"
         except Exception as exc:  # a bug must not kill the worker thread of the server
             logger.exception("index job %s failed", job.id)
             job.error = f"internal error: {exc}"
-            job.state = "failed"
         else:
             job.report = report.to_dict()
-            job.state = "done"
+            state = "done"
+        if self.on_finished is not None:
+            # Before the job says it is over, so that a client that saw "done" finds its images.
+            try:
+                self.on_finished()
+            except Exception:  # the next run or a restart reads them again
+                logger.exception("after index job %s", job.id)
         job.finished = time.time()
+        job.state = state

@@ -2,6 +2,8 @@
 
 A thumbnail's file name holds the point id, the edge size and the first characters of the
 image's SHA-256, so a changed image gets a new thumbnail and the old one is never served.
+Thumbnails are made only of images the server may serve (:mod:`search.served_images`), and
+that is checked on every request, cached or not.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from pathlib import Path
 from PIL import Image
 
 from indexer.config import Settings, default_data_dir
-from indexer.decode import load_image
+from indexer.decode import decode_image
+from indexer.errors import ImageDecodeError
 from indexer.run_folders import is_folder_location
+from search.served_images import NotServable, ServedImages
+from search.work_limits import WorkLimiter
 
 THUMBNAIL_QUALITY = 85
 
@@ -44,14 +49,18 @@ def encode_jpeg(image: Image.Image, size: int) -> bytes:
 
 
 class ThumbnailCache:
-    """JPEG thumbnails of indexed images in a folder.
+    """JPEG thumbnails of servable indexed images, cached in a folder.
 
     Args:
         folder: The cache folder; created on the first thumbnail.
+        images: What the server may serve, and how to read it.
+        decodes: The limit on thumbnails decoded at once.
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, images: ServedImages, *, decodes: WorkLimiter) -> None:
         self.folder = folder
+        self.images = images
+        self.decodes = decodes
 
     def path(self, point_id: int, size: int, sha256: str) -> Path:
         """Where the thumbnail of one image at one size is cached."""
@@ -62,16 +71,25 @@ class ThumbnailCache:
         """Return the JPEG thumbnail of an image, making and caching it on the first call.
 
         Raises:
-            ImageDecodeError: The image cannot be read any more.
+            NotServable: The image may not be served, or cannot be read or decoded any more.
+            BusyError: Too many thumbnails are being made at once, for too long.
         """
         cached = self.path(point_id, size, sha256)
-        try:
-            return cached.read_bytes()
-        except OSError:
-            pass
-        data = encode_jpeg(load_image(uri, target_size=size).image, size)
-        self._store(cached, data)
-        return data
+        # Checked first, cached or not: a store's payloads may have changed since (a load).
+        with self.images.source(uri) as source:
+            try:
+                return cached.read_bytes()
+            except OSError:
+                pass
+            data = source.read()
+        with self.decodes.slot():
+            try:
+                image = decode_image(data, uri=uri, target_size=size).image
+            except ImageDecodeError as exc:
+                raise NotServable(uri, exc.reason) from exc
+            jpeg = encode_jpeg(image, size)
+        self._store(cached, jpeg)
+        return jpeg
 
     @staticmethod
     def _store(path: Path, data: bytes) -> None:

@@ -10,8 +10,9 @@ const results = document.getElementById("results");
 const statusLine = document.getElementById("status");
 const dropZone = document.getElementById("drop-zone");
 
-// An API key, when the server needs one, is asked once and kept in this browser.
-function apiKey() { return localStorage.getItem("anyshot-api-key") || ""; }
+// An API key, when the server needs one, is asked once and kept for this tab's session only
+// (sessionStorage: gone when the tab closes, never shared with other tabs or kept on disk).
+function apiKey() { return sessionStorage.getItem("anyshot-api-key") || ""; }
 
 function withKey(url) {
   const key = apiKey();
@@ -30,7 +31,7 @@ async function call(url, options) {
   const body = await reply.json().catch(() => ({ error: reply.statusText }));
   if (reply.status === 401) {
     const key = window.prompt("This server needs an API key:");
-    if (key) { localStorage.setItem("anyshot-api-key", key); return call(url, options); }
+    if (key) { sessionStorage.setItem("anyshot-api-key", key); return call(url, options); }
   }
   if (!reply.ok) throw new Error(body.error || reply.statusText);
   return body;

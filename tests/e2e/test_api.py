@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -18,7 +19,16 @@ from shape_collection import SHAPE_TARGETS, shape_of, write_shape_images
 from indexer.config import build_settings
 from indexer.edge_store import EdgeStore
 from indexer.errors import StoreLockedError
+from indexer.store import open_store
+from indexer.trusted_roots import trust_roots
 from search.api import create_app
+
+
+def trusting(store: Path, *roots: Path) -> Path:
+    """``store`` with ``roots`` among its trusted roots, as an index run of them records."""
+    with open_store(build_settings(store=str(store)).store) as opened:
+        trust_roots(opened, [os.path.realpath(root) for root in roots])
+    return store
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +37,7 @@ def collection(tiny_store_template, tmp_path_factory) -> tuple[Path, Path]:
     images, template = tiny_store_template
     store = tmp_path_factory.mktemp("api") / "store"
     shutil.copytree(template, store)
-    return images, store
+    return images, trusting(store, images)
 
 
 def make_settings(store: Path, **api: object):
@@ -300,7 +310,7 @@ def private_store(tiny_store_template, tmp_path: Path) -> Path:
     """A fresh copy of the collection, for an app of its own (one process opens a store)."""
     store = tmp_path / "store"
     shutil.copytree(tiny_store_template[1], store)
-    return store
+    return trusting(store, tiny_store_template[0])
 
 
 def test_api_key_guards_everything_but_health(tiny_store_template, tmp_path) -> None:

@@ -20,6 +20,9 @@ import pytest
 from click.testing import CliRunner
 from shape_collection import free_port, shape_of, write_shape_images
 
+from indexer.config import build_settings
+from indexer.store import open_store
+from indexer.trusted_roots import trust_roots
 from search.cli import main
 
 pytestmark = pytest.mark.slow
@@ -32,6 +35,8 @@ def served(tiny_store_template, tmp_path_factory) -> Iterator[tuple[str, Path, P
     root = tmp_path_factory.mktemp("served")
     store = root / "store"
     shutil.copytree(template, store)
+    with open_store(build_settings(store=str(store)).store) as opened:
+        trust_roots(opened, [os.path.realpath(images)])  # as its index run records
     port = free_port()
     anyshot = Path(sys.executable).parent / "anyshot"
     log = (root / "serve.log").open("w")
@@ -114,15 +119,18 @@ def test_the_page_finds_images_in_headless_chromium(served) -> None:
         )
         try:
             page = browser.new_page()
+            console: list[str] = []
+            page.on("console", lambda message: console.append(message.text))
             page.goto(f"{url}/")
             page.fill("#k", "6")
             page.fill("#query", "a red circle")
             page.press("#query", "Enter")
             page.wait_for_selector("figure.hit img")
             # every result image has loaded (a broken image has naturalWidth 0)
-            page.wait_for_function(
+            wait_until(
+                page,
                 "[...document.querySelectorAll('figure.hit img')]"
-                ".every(img => img.complete && img.naturalWidth > 0)"
+                ".every(img => img.complete && img.naturalWidth > 0)",
             )
             figures = page.query_selector_all("figure.hit")
             assert len(figures) == 6
@@ -133,11 +141,23 @@ def test_the_page_finds_images_in_headless_chromium(served) -> None:
 
             example = images / "star-black-009.png"
             page.set_input_files("#file", str(example))
-            page.wait_for_function(
-                f"document.querySelector('figure.hit img')?.alt === {json.dumps(str(example))}"
+            wait_until(
+                page,
+                f"document.querySelector('figure.hit img')?.alt === {json.dumps(str(example))}",
             )
+            # the page runs under its Content-Security-Policy without breaking any of it
+            assert not [line for line in console if "Content Security Policy" in line], console
         finally:
             browser.close()
+
+
+def wait_until(page, expression: str, timeout: float = 30) -> None:
+    """Poll a JavaScript expression until it is true. (Playwright's wait_for_function builds
+    its predicate with eval, which the page's Content-Security-Policy rightly forbids.)"""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"still false after {timeout} s: {expression}"
+        time.sleep(0.1)
 
 
 CLIP_FRONT_CALLS = """

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from indexer.access import AccessPolicy
+from indexer.config import ApiSettings
 from indexer.errors import ConfigError, SourceError
 from indexer.indexing import IndexReport
 from indexer.qdrant_store import QdrantClientStore
@@ -24,9 +26,11 @@ class BatchedIndexer:
         self.batches = batches
         self.pause = pause
         self.sources: list[str] = []
+        self.policies: list[AccessPolicy | None] = []
 
-    def index(self, source: str, *, progress) -> IndexReport:
+    def index(self, source: str, *, progress, access: AccessPolicy | None = None) -> IndexReport:
         self.sources.append(source)
+        self.policies.append(access)
         if source.endswith("missing"):
             raise SourceError(f"{source}: no such file or folder")
         for batch in range(1, self.batches + 1):
@@ -71,6 +75,61 @@ def test_sources_must_be_absolute_and_inside_the_roots(tmp_path: Path) -> None:
         assert jobs.submit(str(tmp_path / "photos" / "2024")).state == "queued"
     finally:
         jobs.close()
+
+
+def test_a_link_inside_the_roots_that_leads_outside_is_refused(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    (photos / "2024").mkdir(parents=True)
+    (tmp_path / "secrets").mkdir()
+    (photos / "escape").symlink_to(tmp_path / "secrets")
+    (photos / "inside").symlink_to(photos / "2024")
+    (tmp_path / "alias").symlink_to(photos)
+    jobs = IndexJobs(BatchedIndexer(), allowed_roots=[tmp_path / "alias"])  # type: ignore[arg-type]
+    try:
+        for source in (photos / "escape", photos / "escape" / "x.png", "file:///etc", "http://x/"):
+            with pytest.raises(ConfigError, match="outside the folders this server may index"):
+                jobs.submit(str(source))
+        with pytest.raises(ConfigError, match="NUL"):
+            jobs.submit(str(photos) + "\0/x")
+        assert jobs.submit(str(photos / "inside")).state == "queued"
+        assert jobs.submit(str(tmp_path / "alias" / "2024")).state == "queued"
+    finally:
+        jobs.close()
+
+
+def test_runs_get_the_server_policy_and_the_roots_are_reread_after_each(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    api = ApiSettings(index_roots=[photos])
+    indexer = BatchedIndexer(batches=1, pause=0)
+    finished: list[str] = []
+    jobs = IndexJobs(
+        indexer,  # type: ignore[arg-type]
+        allowed_roots=api.index_roots,
+        access=AccessPolicy.for_server(api, roots=api.index_roots),
+        on_finished=lambda: finished.append("refreshed"),
+    )
+    try:
+        done = wait_until_finished(jobs, jobs.submit(str(photos)).id)
+        failed = wait_until_finished(jobs, jobs.submit(str(photos / "missing")).id)
+    finally:
+        jobs.close()
+    assert (done["state"], failed["state"]) == ("done", "failed")
+    assert finished == ["refreshed", "refreshed"]
+    policy = indexer.policies[0]
+    assert policy is not None
+    assert (policy.roots, policy.fetch_urls, policy.private_hosts) == ((str(photos),), False, False)
+
+
+def test_without_roots_runs_still_fetch_no_url(tmp_path: Path) -> None:
+    indexer = BatchedIndexer(batches=1, pause=0)
+    jobs = IndexJobs(indexer)  # type: ignore[arg-type]
+    try:
+        wait_until_finished(jobs, jobs.submit(str(tmp_path)).id)
+    finally:
+        jobs.close()
+    policy = indexer.policies[0]
+    assert policy is not None and (policy.roots, policy.fetch_urls) == (None, False)
 
 
 def test_closing_stops_the_running_job_between_batches(tmp_path: Path) -> None:
