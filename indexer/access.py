@@ -133,6 +133,11 @@ class AccessPolicy:
         )
 
 
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, in words ("a FIFO", "a socket", ...)."""
+    return next((name for test, name in _SPECIAL_KINDS if test(mode)), "special file")
+
+
 def resolve_roots(roots: Iterable[str | os.PathLike[str]]) -> tuple[str, ...]:
     """Real paths of folders (``~`` expanded, links resolved), in the order given, no repeats."""
     resolved = (os.path.realpath(os.path.expanduser(os.fspath(root))) for root in roots)
@@ -179,9 +184,8 @@ def open_regular_file(
         raise ImageDecodeError(shown, _open_reason(exc)) from exc
     try:
         info = os.fstat(fd)
-        kind = next((name for test, name in _SPECIAL_KINDS if test(info.st_mode)), None)
-        if kind is not None or not stat.S_ISREG(info.st_mode):
-            raise ImageDecodeError(shown, f"not a regular file ({kind or 'special file'})")
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageDecodeError(shown, f"not a regular file ({file_kind(info.st_mode)})")
         if roots is not None:
             refusal = AccessPolicy(roots=roots).path_refusal(_real_path(fd, path))
             if refusal is not None:

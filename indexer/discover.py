@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import TYPE_CHECKING, BinaryIO
 
-from indexer.access import AccessPolicy, open_regular_file
+from indexer.access import AccessPolicy, file_kind, open_regular_file
 from indexer.errors import ImageDecodeError, SourceError
 from indexer.schema import ImageRecord, path_uri, uri_path
 
@@ -46,12 +46,6 @@ LIST_COLUMNS = ("uri", "path", "url", "filepath")
 _URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _SNIFF_BYTES = 64 * 1024
 _by_name = attrgetter("name")
-_SPECIAL_KINDS = (
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +270,7 @@ class _Walk:
                     continue
                 if not is_folder:
                     if is_image:
-                        report(entry.path, f"not a regular file ({_special_kind(info.st_mode)})")
+                        report(entry.path, f"not a regular file ({file_kind(info.st_mode)})")
                     continue
                 folder_key = (info.st_dev, info.st_ino)
                 if folder_key in walking:
@@ -315,10 +309,6 @@ def _check_source_within(path: str, shown: StrPath, access: AccessPolicy | None)
 def _list_folder(path: str) -> list[os.DirEntry[str]]:
     with os.scandir(path) as entries:
         return sorted(entries, key=_by_name)
-
-
-def _special_kind(mode: int) -> str:
-    return next((name for test, name in _SPECIAL_KINDS if test(mode)), "special file")
 
 
 def _stat_reason(exc: OSError, is_link: bool) -> str:
@@ -472,7 +462,7 @@ def _list_records(
             _report(on_problem, shown, "a folder, not an image", folder=True)
             continue
         if not stat.S_ISREG(info.st_mode):
-            _report(on_problem, shown, f"not a regular file ({_special_kind(info.st_mode)})")
+            _report(on_problem, shown, f"not a regular file ({file_kind(info.st_mode)})")
             continue
         if roots is not None:
             refusal = AccessPolicy(roots=roots).path_refusal(os.path.realpath(path))
