@@ -24,7 +24,7 @@ import numpy as np
 from indexer.errors import ParquetError
 from indexer.parquet_store import ParquetShardWriter, ShardError, list_shards, read_shard
 from indexer.shard_checks import check_rows
-from indexer.store import VectorStore
+from indexer.stores.interface import VectorStore
 from indexer.trusted_roots import root_of, trust_roots
 
 ProgressCallback = Callable[[int], None]

@@ -17,9 +17,9 @@ from PIL import Image
 from shape_collection import SHAPE_TARGETS, shape_of, write_shape_images
 
 from indexer.config import build_settings
-from indexer.edge_store import EdgeStore
 from indexer.errors import StoreLockedError
-from indexer.store import open_store
+from indexer.stores.edge import EdgeStore
+from indexer.stores.opening import open_store
 from indexer.trusted_roots import trust_roots
 from search.api import create_app
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from indexer.config import StoreSettings
 from indexer.errors import ParquetError
-from indexer.store import open_store
+from indexer.stores.opening import open_store
 from indexer.transfer import export_collection, load_collection
 from search.cli import main
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from indexer.config import Settings
-from indexer.store import open_store
+from indexer.stores.opening import open_store
 
 pytestmark = pytest.mark.slow
 

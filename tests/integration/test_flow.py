@@ -18,7 +18,7 @@ from PIL import Image
 
 from indexer.config import StoreSettings
 from indexer.errors import StoreLockedError
-from indexer.store import open_store
+from indexer.stores.opening import open_store
 from indexer.trusted_roots import read_trusted_roots
 from search.cli import main
 

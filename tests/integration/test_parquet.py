@@ -18,7 +18,7 @@ from indexer.parquet_store import (
     read_shards,
 )
 from indexer.schema import ImagePayload, ModelIdentity, point_id
-from indexer.store import open_store
+from indexer.stores.opening import open_store
 
 MODEL = ModelIdentity(name="test-model", pretrained=None, dim=4)
 

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from indexer.config import StoreSettings
-from indexer.edge_store import EdgeStore
 from indexer.errors import ModelMismatchError, StoreError, StoreLockedError, StoreNotFoundError
 from indexer.schema import ImagePayload, ModelIdentity, point_id
-from indexer.store import PayloadFilter, VectorStore, open_store
+from indexer.stores.edge import EdgeStore
+from indexer.stores.interface import PayloadFilter, VectorStore
+from indexer.stores.opening import open_store
 
 DIM = 8
 MODEL = ModelIdentity(name="test-model", pretrained="seed0", dim=DIM, fingerprint="abc")

@@ -16,7 +16,13 @@ from typing import Any
 import numpy as np
 
 from indexer.schema import ModelIdentity
-from indexer.store import PayloadFilter, ScoredPoint, StoredPoint, StoreInfo, VectorStore
+from indexer.stores.interface import (
+    PayloadFilter,
+    ScoredPoint,
+    StoredPoint,
+    StoreInfo,
+    VectorStore,
+)
 
 
 class SerializedStore(VectorStore):
