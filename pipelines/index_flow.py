@@ -203,9 +203,10 @@ def _dask_batches(
 
 
 def _open_run_store(source: str, settings: Settings) -> VectorStore:
-    """Open the run's store; a folder that ``anyshot serve`` holds is refused in one line."""
+    """Open the run's store and hold it (the run writes); a folder that ``anyshot serve``
+    holds is refused in one line, before any model loads or any file is read."""
     try:
-        return open_store(settings.store)
+        return open_store(settings.store, hold=True)
     except StoreServedError as exc:
         raise StoreServedError(exc.location, exc.url, source=source) from None
 

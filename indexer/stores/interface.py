@@ -259,6 +259,14 @@ class VectorStore(abc.ABC):
 
     # -- lifecycle -----------------------------------------------------------------------------
 
+    def hold(self) -> None:  # noqa: B027 - only the embedded store has anything to hold
+        """Take what a writer needs before it writes, even before a collection exists: an
+        embedded store locks its folder (one writer per folder). Other backends need nothing.
+
+        Raises:
+            StoreLockedError: Another process has this store open.
+        """
+
     def optimize(self) -> bool:
         """Build or refresh the search index where the backend needs it; True if work was done."""
         return False

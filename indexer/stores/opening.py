@@ -9,7 +9,7 @@ from indexer.stores.interface import VectorStore
 from indexer.stores.location import StoreLocation
 
 
-def open_store(settings: StoreSettings) -> VectorStore:
+def open_store(settings: StoreSettings, *, hold: bool = False) -> VectorStore:
     """Open the store named by ``settings.location``.
 
     A folder opens the embedded store (:class:`~indexer.stores.edge.EdgeStore`); ``:memory:``
@@ -18,6 +18,9 @@ def open_store(settings: StoreSettings) -> VectorStore:
 
     Args:
         settings: Location, collection name, server credentials, layout, disk reserve.
+        hold: Take the writer's hold at once (:meth:`VectorStore.hold`): a process that will
+            write (an index run, a server) learns now, not after loading a model, that
+            another process has the store.
 
     Returns:
         An open :class:`VectorStore`; close it (or use ``with``) when done. An embedded
@@ -43,12 +46,18 @@ def open_store(settings: StoreSettings) -> VectorStore:
         )
     from indexer.stores.edge import EdgeStore
 
+    store: EdgeStore | None = None
     try:
-        return EdgeStore(
+        store = EdgeStore(
             location.text, scale=settings.scale, reserve_free_mb=settings.reserve_free_mb
         )
+        if hold:
+            store.hold()
     except StoreLockedError as exc:
+        if store is not None:
+            store.close()
         server = live_server(location.folder)
         if server is None:
             raise
         raise StoreServedError(location.text, server.url) from exc
+    return store

@@ -132,6 +132,10 @@ class SerializedStore(VectorStore):
         with self._lock:
             self.inner.set_payload(ids, payload)
 
+    def hold(self) -> None:
+        with self._lock:
+            self.inner.hold()
+
     def optimize(self) -> bool:
         with self._lock:
             return self.inner.optimize()
