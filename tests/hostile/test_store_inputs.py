@@ -406,6 +406,8 @@ def test_a_panic_of_the_engine_becomes_a_store_error(tmp_path) -> None:
             "filter size_min must be a finite number, not -inf",
         ),
         (PayloadFilter(size_max=2**70), f"filter size_max must be a finite number, not {2**70}"),
+        (PayloadFilter(ids=(5, 2**64)), f"filter ids must be from 0 to 2**64 - 1, not {2**64}"),
+        (PayloadFilter(ids=(-1,)), "filter ids must be from 0 to 2**64 - 1, not -1"),
     ],
 )
 def test_non_finite_filter_bounds_are_refused(tmp_path, backend, where, message) -> None:
