@@ -23,7 +23,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from indexer.config import build_settings
-from indexer.synthetic import COLOURS, SHAPES, ObjectSpec, SceneSpec, render_scene
+from indexer.shapes.synthetic import COLOURS, SHAPES, ObjectSpec, SceneSpec, render_scene
 from search.api import create_app
 from search.client import ImageSearch
 

@@ -314,7 +314,7 @@ def run_index(source: Path, embedder: Any, store: Any, store_dir: Path, settings
 
 def index_into_new_store(source: Path, embedder: Any, store_dir: Path, settings: Any) -> IndexRun:
     from indexer.config import StoreSettings
-    from indexer.store import open_store
+    from indexer.stores.opening import open_store
 
     with open_store(StoreSettings(location=str(store_dir))) as store:
         return run_index(source, embedder, store, store_dir, settings)
@@ -460,7 +460,7 @@ def reset_peak_rss() -> bool:
 def reindex_child(store_dir: str, source: str, model: str) -> None:
     """Re-index in this (child) process and print one JSON line: step times and memory."""
     from indexer.config import IndexSettings, StoreSettings
-    from indexer.store import open_store
+    from indexer.stores.opening import open_store
 
     embedder = load_embedder(model)
     started = time.perf_counter()

@@ -121,7 +121,7 @@ def save_vit_b32(folder: Path) -> str:
 
 def build_store(folder: Path, n: int, identity) -> dict[str, float]:
     """Fill an Edge store with ``n`` clustered unit vectors and build its index."""
-    from indexer.edge_store import EdgeStore
+    from indexer.stores.edge import EdgeStore
 
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(CLUSTERS, DIM)).astype(np.float32)
@@ -217,8 +217,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from indexer.config import ModelSettings, SearchSettings
-    from indexer.edge_store import EdgeStore
     from indexer.embed import Embedder
+    from indexer.stores.edge import EdgeStore
     from search.engine import SearchEngine
 
     args.work.mkdir(parents=True, exist_ok=True)

@@ -97,8 +97,8 @@ def disk_by_component(folder: Path) -> dict[str, int]:
 
 def build(location: str, layout: dict[str, Any], args: argparse.Namespace) -> dict[str, float]:
     from indexer.config import ScaleSettings
-    from indexer.edge_store import EdgeStore
     from indexer.schema import ModelIdentity
+    from indexer.stores.edge import EdgeStore
 
     vectors = clustered(args.points, args.dim, args.clusters, seed=0)
     identity = ModelIdentity(name="bench", pretrained=None, dim=args.dim, fingerprint="bench")
@@ -120,7 +120,7 @@ def build(location: str, layout: dict[str, Any], args: argparse.Namespace) -> di
 
 def measure(location: str, layout: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     from indexer.config import ScaleSettings
-    from indexer.edge_store import EdgeStore
+    from indexer.stores.edge import EdgeStore
 
     vectors = clustered(args.points, args.dim, args.clusters, seed=0)
     rng = np.random.default_rng(1)

@@ -35,10 +35,10 @@ import time
 
 import numpy as np
 
-from indexer import synthetic
 from indexer.config import ModelSettings, SearchSettings
-from indexer.edge_store import EdgeStore
 from indexer.embed import Embedder
+from indexer.shapes import synthetic
+from indexer.stores.edge import EdgeStore
 from search.concepts import Concept, ConceptRegistry
 from search.engine import SearchEngine
 from search.knowledge import KnowledgeBase, KnowledgeEntry

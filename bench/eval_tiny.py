@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    HF_HUB_OFFLINE=1 python bench/eval_tiny.py [--model indexer/models/anyshot-tiny] [--n 3000]
+    HF_HUB_OFFLINE=1 python bench/eval_tiny.py [--model indexer/shapes/anyshot-tiny] [--n 3000]
 
 The model is loaded as production loads it (``open_clip.create_model_and_transforms`` with
 ``local-dir:``, the open_clip tokenizer, the model's own preprocessing on PIL images). The test
@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from indexer import synthetic
+from indexer.shapes import synthetic
 
 PAIR_TEMPLATES = ("a photo of {}.", "{}", "a picture of {}")
 SHAPE_TEMPLATES = ("a photo of {}.", "{}", "a picture of {}")
@@ -44,7 +44,7 @@ COLOUR_TEMPLATES = ("a photo of a {} shape.", "something {}", "a {} object")
 def parse_args() -> argparse.Namespace:
     """Read the command line."""
     p = argparse.ArgumentParser(description="Evaluate anyshot-tiny on synthetic shapes.")
-    p.add_argument("--model", type=Path, default=Path("indexer/models/anyshot-tiny"))
+    p.add_argument("--model", type=Path, default=Path("indexer/shapes/anyshot-tiny"))
     p.add_argument("--n", type=int, default=3000, help="test images")
     p.add_argument("--seed", type=int, default=20_261_130, help="test collection seed")
     p.add_argument("--image-size", type=int, default=64, help="rendered side in pixels")

@@ -11,16 +11,41 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from indexer.errors import ConfigError
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 
 Device = str
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+Runner = Literal["auto", "inline", "prefect", "dask"]
+"""How an index run runs, everywhere (``anyshot index --runner``, ``ImageSearch.index``, the
+flows): ``inline`` in this process without orchestration; ``prefect`` as the Prefect flow
+(decoding in worker processes, embedding in the flow's process); ``dask`` as the flow with its
+batches on a Dask cluster (``index.dask_address``, else a local one); ``auto``: ``prefect``
+when ``PREFECT_API_URL`` is set, else ``inline``."""
+RUNNERS: tuple[Runner, ...] = get_args(Runner)
+FLOW_RUNNERS: tuple[Runner, ...] = ("prefect", "dask")
+"""The runners that run the Prefect flow."""
+
+
+def resolve_runner(runner: str) -> Runner:
+    """The runner ``runner`` stands for: ``auto`` becomes ``prefect`` or ``inline``.
+
+    Raises:
+        ConfigError: Not one of :data:`RUNNERS`.
+    """
+    if runner not in RUNNERS:
+        raise ConfigError(f"unknown runner {runner!r}: use {', '.join(RUNNERS)}")
+    if runner == "auto":
+        return "prefect" if os.environ.get("PREFECT_API_URL") else "inline"
+    return runner  # type: ignore[return-value]
 
 
 def default_data_dir() -> Path:

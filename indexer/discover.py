@@ -30,15 +30,13 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from indexer.access import AccessPolicy, file_kind, open_regular_file
 from indexer.errors import ImageDecodeError, SourceError
+from indexer.formats import is_image_name
 from indexer.schema import ImageRecord, path_uri, uri_path
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 logger = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
-"""File extensions taken as images while walking a folder, matched case-insensitively."""
 
 LIST_COLUMNS = ("uri", "path", "url", "filepath")
 """Columns of a Parquet list that may hold the images, in order of preference."""
@@ -67,12 +65,6 @@ class DiscoveryProblem:
 
 ProblemHandler = Callable[[DiscoveryProblem], None]
 StrPath = str | os.PathLike[str]
-
-
-def is_image_name(name: str) -> bool:
-    """Tell whether a file name has one of :data:`IMAGE_EXTENSIONS` (any case)."""
-    dot = name.rfind(".")  # os.path.splitext, minus its cost: this runs for every file
-    return dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS
 
 
 def discover(

@@ -14,6 +14,7 @@ The tree::
     │   └── ModelUnavailableError   weights not cached and not downloadable
     ├── StoreError                  the vector store failed
     │   ├── StoreLockedError        an embedded store already opened by another process
+    │   │   └── StoreServedError    ... by a running ``anyshot serve`` (url)
     │   ├── StoreNotFoundError      no collection at that location
     │   ├── StoreReadOnlyError      a write to a store opened read-only
     │   ├── DiskSpaceError          too little free disk space to write safely
@@ -24,6 +25,8 @@ The tree::
 """
 
 from __future__ import annotations
+
+from shlex import quote
 
 
 class AnyshotError(Exception):
@@ -66,6 +69,24 @@ class StoreError(AnyshotError):
 
 class StoreLockedError(StoreError):
     """An embedded store that another process holds open for writing."""
+
+
+class StoreServedError(StoreLockedError):
+    """An embedded store that a running ``anyshot serve`` holds: work goes through the server.
+
+    Attributes:
+        location: The store folder, as given.
+        url: The server's base URL.
+    """
+
+    def __init__(self, location: str, url: str, *, source: str | None = None) -> None:
+        command = f"anyshot index {quote(source) if source else 'SOURCE'} --store {quote(location)}"
+        super().__init__(
+            f"{location} is open in another process: anyshot serve at {url} holds it; index "
+            f"through the server ({command} hands the run to it) or search it at {url}/"
+        )
+        self.location = location
+        self.url = url
 
 
 class StoreNotFoundError(StoreError):

@@ -25,7 +25,7 @@ import logging
 import os
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ import numpy as np
 from indexer.access import AccessPolicy
 from indexer.config import IndexSettings
 from indexer.discover import DiscoveryProblem, discover
+from indexer.disk_space import DEFAULT_RESERVE_MB
 from indexer.embed import Embedder
 from indexer.errors import SourceError
 from indexer.parquet_store import ParquetShardWriter
@@ -45,15 +46,13 @@ from indexer.prepare import (
     SkippedImage,
     prepare_batches,
 )
+from indexer.progress import ProgressCallback
 from indexer.schema import FILE_URL_PREFIX, ImageRecord, path_uri, uri_path
 from indexer.skip_report import SkipReport
-from indexer.store import PayloadFilter, VectorStore
+from indexer.stores.interface import PayloadFilter, VectorStore
 from indexer.trusted_roots import roots_of_records, trust_roots
 
 logger = logging.getLogger(__name__)
-
-ProgressCallback = Callable[[int, int], None]
-"""Called as ``progress(done, total)`` as images are done."""
 
 MTIME_TOLERANCE = 1e-5
 """Seconds: Qdrant Edge keeps about 16 significant digits of a float payload, so an mtime of
@@ -404,6 +403,7 @@ def index_source(
     state_dir: Path | None = None,
     progress: ProgressCallback | None = None,
     access: AccessPolicy | None = None,
+    reserve_free_mb: int = DEFAULT_RESERVE_MB,
 ) -> IndexReport:
     """Index a folder, list file or single image into ``store``, in this process.
 
@@ -419,6 +419,8 @@ def index_source(
         progress: Called as ``progress(done, total)`` as batches are done.
         access: What the run may read; None: :meth:`AccessPolicy.for_index` (anything the
             process can read; a server passes its own, narrower policy).
+        reserve_free_mb: Disk space (MiB) each Parquet shard leaves free
+            (``store.reserve_free_mb``).
 
     Raises:
         SourceError: The source does not exist, cannot be read or may not be read, or the
@@ -443,7 +445,11 @@ def index_source(
     )
     refuse_emptying(plan, source, prune=settings.prune)
     report.unchanged = len(plan.unchanged) + len(plan.kept)
-    parquet = ParquetShardWriter(parquet_dir, embedder.identity) if parquet_dir else None
+    parquet = (
+        ParquetShardWriter(parquet_dir, embedder.identity, reserve_free_mb=reserve_free_mb)
+        if parquet_dir
+        else None
+    )
     jobs = plan.jobs
     done = 0
     if progress:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.config import Settings, default_data_dir
-from indexer.store import MEMORY_LOCATION
+from indexer.stores.location import StoreLocation
 
 
 @dataclass(frozen=True)
@@ -24,24 +24,22 @@ class RunFolders:
     state_dir: Path | None
 
 
-def is_folder_location(location: str) -> bool:
-    """True when a store location is a folder (the embedded store)."""
-    return location != MEMORY_LOCATION and "://" not in location
-
-
 def run_folders(settings: Settings) -> RunFolders:
     """Pick the run's folders: explicit settings first, then inside a folder store.
 
     A Qdrant server keeps its state under the data folder, one subfolder per server and
     collection; ``:memory:`` keeps none unless told.
+
+    Raises:
+        StoreError: The store location is not a folder, ``:memory:`` or an http(s) URL.
     """
-    location = settings.store.location
+    location = StoreLocation.parse(settings.store.location)
     parquet_dir, state_dir = settings.index.parquet_dir, settings.index.state_dir
-    if is_folder_location(location):
-        root = Path(location).expanduser()
+    root = location.folder
+    if root is not None:
         return RunFolders(parquet_dir or root / "parquet", state_dir or root / "state")
-    if state_dir is None and location != MEMORY_LOCATION:
-        key = f"{location}#{settings.store.collection}"
+    if state_dir is None and location.is_server:
+        key = f"{location.text}#{settings.store.collection}"
         slug = re.sub(r"[^A-Za-z0-9]+", "-", key).strip("-")[:60]
         digest = hashlib.sha256(key.encode()).hexdigest()[:8]
         state_dir = default_data_dir() / "state" / f"{slug}-{digest}"

@@ -10,6 +10,7 @@ import hashlib
 import os
 import re
 import urllib.parse
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -32,8 +33,27 @@ INDEXED_PAYLOAD_KEYS = {
 """Payload keys that get an index, by type, where the backend supports payload indexes."""
 
 POINT_ID_BITS = 53
-"""Point ids are unsigned integers below 2**53, so JavaScript front ends (clip-front) read them
-exactly. Collision odds: about n²/2**54, i.e. 6e-5 at one million images."""
+"""The ids anyshot gives (:func:`point_id`) are unsigned integers below 2**53, so JavaScript
+front ends (clip-front) read them exactly. Collision odds: about n²/2**54, i.e. 6e-5 at one
+million images."""
+
+POINT_ID_LIMIT = 2**64
+"""The ids that can name a point: ``0 <= id < POINT_ID_LIMIT``, Qdrant's unsigned 64-bit ids
+(a collection loaded from elsewhere may use all of them). Any other integer names no point: a
+lookup finds nothing, and a query or filter that names one is refused."""
+
+POINT_ID_MAX = POINT_ID_LIMIT - 1
+"""The largest id that can name a point (an inclusive bound, for request schemas)."""
+
+
+def is_point_id(value: int) -> bool:
+    """True when ``value`` can name a point (see :data:`POINT_ID_LIMIT`)."""
+    return 0 <= value < POINT_ID_LIMIT
+
+
+def storable_ids(ids: Iterable[int]) -> list[int]:
+    """The ids that can name a point, in order; the others cannot be in any collection."""
+    return [int(i) for i in ids if is_point_id(int(i))]
 
 
 def point_id(uri: str) -> int:

@@ -15,7 +15,7 @@ Neither direction carries the store's trusted roots (:mod:`indexer.trusted_roots
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,12 +23,10 @@ import numpy as np
 
 from indexer.errors import ParquetError
 from indexer.parquet_store import ParquetShardWriter, ShardError, list_shards, read_shard
+from indexer.progress import ProgressCallback
 from indexer.shard_checks import check_rows
-from indexer.store import VectorStore
+from indexer.stores.interface import VectorStore
 from indexer.trusted_roots import root_of, trust_roots
-
-ProgressCallback = Callable[[int], None]
-"""Called with the number of points moved so far."""
 
 REJECTED_SAMPLES = 20
 """How many rejected rows a :class:`LoadReport` describes one by one."""
@@ -93,6 +91,7 @@ def export_collection(
     if list_shards(folder):
         raise ParquetError(f"{folder} already holds Parquet shards: export into an empty folder")
     writer = ParquetShardWriter(folder, identity)
+    total = store.count()
     ids: list[int] = []
     vectors: list[np.ndarray] = []
     payloads: list[dict[str, Any]] = []
@@ -106,7 +105,7 @@ def export_collection(
         vectors.clear()
         payloads.clear()
         if progress:
-            progress(written)
+            progress(written, max(total, written))
 
     for point in store.scroll(batch_size=min(batch_size, 4096), with_vectors=True):
         ids.append(point.id)
@@ -134,7 +133,7 @@ def load_collection(
         store: Where the rows go; an empty store takes the model of the first good shard.
         trust: Folders and http(s) origins to add to the store's trusted roots, so that the
             HTTP API may serve the loaded images from there.
-        progress: Called with the number of rows loaded so far.
+        progress: Called as ``progress(shards done, shards)`` after each shard.
 
     Returns:
         What was loaded, rejected and skipped (:class:`LoadReport`).
@@ -152,7 +151,9 @@ def load_collection(
         raise ParquetError(f"{folder}: no Parquet shards (part-*.parquet) to load")
     report = LoadReport(shards=len(shards))
     model = store.model()
-    for path in shards:
+    for done, path in enumerate(shards):
+        if progress and done:  # the shard before this one is done (taken or skipped)
+            progress(done, len(shards))
         try:
             shard = read_shard(path)
         except ShardError as exc:
@@ -194,8 +195,8 @@ def load_collection(
             [shard.payloads[row] for row in kept],
         )
         report.loaded += len(kept)
-        if progress:
-            progress(report.loaded)
+    if progress:
+        progress(len(shards), len(shards))
     if report.loaded:
         store.optimize()
         store.flush()

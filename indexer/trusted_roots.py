@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from indexer.errors import ConfigError
 from indexer.schema import ImageRecord, uri_path
-from indexer.store import VectorStore
+from indexer.stores.interface import VectorStore
 
 TRUSTED_ROOTS_DOCUMENT = "trusted-roots"
 """Name of the store document that lists the trusted roots."""

@@ -14,6 +14,7 @@ import os
 import socket
 import threading
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -22,7 +23,7 @@ from indexer.errors import ModelError, ModelUnavailableError
 
 LOCAL_DIR_PREFIX = "local-dir:"
 HF_HUB_PREFIX = "hf-hub:"
-SHIPPED_MODELS_DIR = Path(__file__).parent / "models"
+SHIPPED_MODELS_DIR = Path(str(files("indexer.shapes")))  # the package, not its generator
 SHIPPED_MODELS = ("anyshot-tiny",)
 WEIGHT_FILE_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 DEFAULT_PRETRAINED_TAGS = {

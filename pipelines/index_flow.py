@@ -1,14 +1,20 @@
 """The indexing flow: keep a collection in step with a source of images, under Prefect.
 
-The flow orchestrates; each task wraps one :mod:`indexer.indexing` step. Two ways to run the
-batches:
+The flow orchestrates; each task wraps one :mod:`indexer.indexing` step. It takes the whole
+:class:`~indexer.config.Settings`: passed as an object in this process (secrets included, and
+on to the Dask workers, which receive it pickled), or as JSON parameters of a deployment,
+merged over the ``ANYSHOT_*`` variables of the process that runs it. Two ways to run the
+batches (the runner vocabulary of :data:`indexer.config.RUNNERS`):
 
-- ``runner="local"``: images are decoded in worker processes ahead of the model
+- ``runner="prefect"``: images are decoded in worker processes ahead of the model
   (:func:`indexer.prepare.prepare_batches`) and embedded in the flow's process;
-- ``runner="dask"``: each batch is decoded and embedded by a task on a Dask cluster (an
-  existing one at ``dask_address``, or a local one). With a Qdrant server as the store the
-  workers write their batches themselves; with the embedded store, which allows one writer,
-  the vectors come back and the flow's process writes them.
+- ``runner="dask"``: each batch is decoded and embedded by a task on a Dask cluster (the one
+  at ``index.dask_address``, or a local one). With a Qdrant server as the store the workers
+  write their batches themselves; with the embedded store, which allows one writer, the
+  vectors come back and the flow's process writes them.
+
+A store folder held by ``anyshot serve`` is refused at the start of a run, in one line that
+names the server (:class:`~indexer.errors.StoreServedError`): the server indexes it instead.
 """
 
 from __future__ import annotations
@@ -17,11 +23,11 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from prefect import flow, get_run_logger, task
@@ -37,16 +43,16 @@ from prefect.task_runners import TaskRunner
 
 from indexer.access import AccessPolicy
 from indexer.config import (
+    FLOW_RUNNERS,
     IndexSettings,
-    ModelSettings,
+    Runner,
     Settings,
-    StoreSettings,
-    build_settings,
     model_for_collection,
+    resolve_runner,
 )
 from indexer.discover import DiscoveryProblem
 from indexer.embed import Embedder, shared_embedder
-from indexer.errors import AnyshotError, ConfigError
+from indexer.errors import AnyshotError, ConfigError, ModelMismatchError, StoreServedError
 from indexer.indexing import (
     IndexPlan,
     IndexReport,
@@ -62,14 +68,15 @@ from indexer.indexing import (
 )
 from indexer.parquet_store import ParquetShardWriter
 from indexer.prepare import ImageJob, PreparedBatch, prepare_batches, split_batches
-from indexer.run_folders import is_folder_location, run_folders
-from indexer.schema import ImageRecord
+from indexer.progress import ProgressCallback
+from indexer.run_folders import run_folders
+from indexer.schema import ImageRecord, ModelIdentity
 from indexer.skip_report import SkipReport
-from indexer.store import MEMORY_LOCATION, VectorStore, open_store
+from indexer.stores.interface import VectorStore
+from indexer.stores.location import StoreLocation
+from indexer.stores.opening import open_store
 
-Runner = Literal["local", "dask"]
-RUNNERS = ("local", "dask")
-_PROGRESS_HOOKS: list[Callable[[int, int], None]] = []
+_PROGRESS_HOOKS: list[ProgressCallback] = []
 """Progress callbacks of flows run in this process by :func:`run_index_flow`."""
 IO_RETRIES = {"retries": 2, "retry_delay_seconds": 2}
 """Retries for tasks whose failures can be passing I/O trouble (a store briefly unreachable)."""
@@ -77,10 +84,17 @@ IO_RETRIES = {"retries": 2, "retry_delay_seconds": 2}
 
 @dataclass
 class EmbeddedBatch:
-    """A batch back from a worker: the prepared images (pixels dropped) and their vectors."""
+    """A batch back from a worker: the prepared images (pixels dropped) and their vectors.
+
+    Attributes:
+        identity: The model the worker embedded with; the flow refuses vectors of any model
+            but the collection's.
+        written: True when the worker wrote the batch to the store itself.
+    """
 
     batch: PreparedBatch
     vectors: np.ndarray
+    identity: ModelIdentity | None = None
     written: bool = False
 
 
@@ -126,22 +140,33 @@ def write_task(
 
 @task(name="prepare-embed", cache_policy=NO_CACHE, **IO_RETRIES)
 def prepare_embed_task(
-    jobs: list[ImageJob],
-    model: ModelSettings,
-    index: IndexSettings,
-    store: StoreSettings | None,
-    parquet_dir: str | None,
+    jobs: list[ImageJob], settings: Settings, write: bool, parquet_dir: str | None
 ) -> EmbeddedBatch:
-    """Decode and embed one batch on a worker; write it too when ``store`` is given."""
-    embedder = shared_embedder(model)
-    batch = pixel_pipeline(embedder, index).prepare(jobs)
+    """Decode and embed one batch on a worker; write it too when ``write`` is set.
+
+    Args:
+        jobs: The images of the batch.
+        settings: The run's settings, whole (the model to use, decoding limits, the store and
+            its credentials, the disk reserve).
+        write: Write the batch to ``settings.store`` from the worker (a Qdrant server).
+        parquet_dir: Where the worker writes the batch's Parquet shard, if it writes.
+    """
+    embedder = shared_embedder(settings.model)
+    batch = pixel_pipeline(embedder, settings.index).prepare(jobs)
     vectors = embed_batch(embedder, batch)
-    written = store is not None
-    if written:
-        parquet = ParquetShardWriter(parquet_dir, embedder.identity) if parquet_dir else None
-        with open_store(store) as worker_store:
+    if write:
+        parquet = (
+            ParquetShardWriter(
+                parquet_dir, embedder.identity, reserve_free_mb=settings.store.reserve_free_mb
+            )
+            if parquet_dir
+            else None
+        )
+        with open_store(settings.store) as worker_store:
             write_batch(worker_store, batch, vectors, parquet)
-    return EmbeddedBatch(replace(batch, pixels=batch.pixels[:0]), vectors, written)
+    return EmbeddedBatch(
+        replace(batch, pixels=batch.pixels[:0]), vectors, embedder.identity, written=write
+    )
 
 
 @task(name="finish", cache_policy=NO_CACHE, **IO_RETRIES)
@@ -163,65 +188,68 @@ def _local_batches(
 
 
 def _dask_batches(
-    plan: IndexPlan,
-    model: ModelSettings,
-    settings: Settings,
-    parquet_dir: Path | None,
-    window: int = 8,
+    plan: IndexPlan, settings: Settings, parquet_dir: Path | None, window: int = 8
 ) -> Iterator[EmbeddedBatch]:
     # Workers can reach a Qdrant server themselves; an embedded store has one writer: us.
-    location = settings.store.location
-    direct = not is_folder_location(location) and location != MEMORY_LOCATION
-    worker_store = settings.store if direct else None
+    direct = StoreLocation.parse(settings.store.location).is_server
     worker_parquet = str(parquet_dir) if direct and parquet_dir else None
     pending: deque[Any] = deque()
     for chunk in split_batches(plan.jobs, settings.index.batch_size):
-        pending.append(
-            prepare_embed_task.submit(chunk, model, settings.index, worker_store, worker_parquet)
-        )
+        pending.append(prepare_embed_task.submit(chunk, settings, direct, worker_parquet))
         if len(pending) >= window:  # bounded: results wait in memory until written
             yield pending.popleft().result()
     while pending:
         yield pending.popleft().result()
 
 
+def _open_run_store(source: str, settings: Settings) -> VectorStore:
+    """Open the run's store and hold it (the run writes); a folder that ``anyshot serve``
+    holds is refused in one line, before any model loads or any file is read."""
+    try:
+        return open_store(settings.store, hold=True)
+    except StoreServedError as exc:
+        raise StoreServedError(exc.location, exc.url, source=source) from None
+
+
 @flow(name="index-images", persist_result=False, log_prints=False)
 def index_images(
-    source: str,
-    model: str | None = None,
-    pretrained: str | None = None,
-    store: str | None = None,
-    index: dict[str, Any] | None = None,
-    runner: str = "local",
+    source: str, settings: Settings | None = None, runner: str = "prefect"
 ) -> dict[str, Any]:
     """Index the images of ``source`` (folder, list file or one image) into the store.
 
     Args:
         source: Folder, list file (.txt, .parquet) or image.
-        model: Model name; default: the collection's, else ``ANYSHOT_MODEL__NAME``.
-        pretrained: Pretrained tag or checkpoint file.
-        store: Store location; default ``ANYSHOT_STORE__LOCATION``.
-        index: Index settings (``batch_size``, ``workers``, ``include_hidden``, ...).
-        runner: ``local`` or ``dask`` (the task runner must match: see run_index_flow).
+        settings: All settings, whole. In this process: the object (secrets included). In a
+            deployment: JSON (``{"store": {"location": ...}, "index": {"batch_size": 128}}``),
+            merged over the ``ANYSHOT_*`` variables of the process that runs the flow (keep
+            secrets there, not in parameters). None: the variables alone.
+        runner: ``prefect`` or ``dask`` (the task runner must match: see
+            :func:`run_index_flow`).
 
-    Settings not given here come from ``ANYSHOT_*`` variables. Returns the summary of
-    ``anyshot index --json``.
+    Returns:
+        The summary of ``anyshot index --json``.
+
+    Raises:
+        StoreServedError: The store folder is held by ``anyshot serve`` (index through it).
     """
-    # `runner` is a plain str: flow parameters are validated from the annotations, which must
-    # resolve in a deployment's process too.
-    if runner not in RUNNERS:
-        raise ConfigError(f"unknown runner {runner!r}: use local or dask")
-    logger = get_run_logger()
+    # `runner` is a plain str: flow parameters are validated from the annotations.
+    if runner not in FLOW_RUNNERS:
+        raise ConfigError(f"the index flow runs with runner {' or '.join(FLOW_RUNNERS)}")
+    keep_our_errors_in_one_line()
+    settings = settings if settings is not None else Settings()
     started = time.perf_counter()
-    settings = build_settings(store=store, model=model, pretrained=pretrained, **(index or {}))
     folders = run_folders(settings)
     report = IndexReport()
-    with open_store(settings.store) as vector_store:
+    with _open_run_store(source, settings) as vector_store:
         stored = vector_store.model()
-        model_settings = model_for_collection(
-            settings.model, stored and stored.name, stored and stored.pretrained
+        run_settings = settings.model_copy(
+            update={
+                "model": model_for_collection(
+                    settings.model, stored and stored.name, stored and stored.pretrained
+                )
+            }
         )
-        embedder = shared_embedder(model_settings)
+        embedder = shared_embedder(run_settings.model)
         vector_store.bind_model(embedder.identity)
         records, report.problems = discover_task(source, settings.index)
         skip_report = SkipReport(folders.state_dir) if folders.state_dir else None
@@ -231,51 +259,80 @@ def index_images(
         )
         refuse_emptying(plan, source, prune=prune)
         report.unchanged = len(plan.unchanged) + len(plan.kept)
-        total = len(plan.jobs)
-        logger.info(
-            "%d images: %d to embed, %d unchanged, %d to remove, %d kept (unreadable), "
-            "%d known bad",
-            len(records),
-            total,
-            len(plan.unchanged),
-            len(plan.vanished),
-            len(plan.kept),
-            len(plan.known_bad),
-        )
-        progress_id = create_progress_artifact(
-            progress=0.0, key="index-progress", description=f"Indexing {source}"
+        _log_plan(records, plan)
+        batches = (
+            _dask_batches(plan, run_settings, folders.parquet_dir)
+            if runner == "dask"
+            else _local_batches(plan, embedder, run_settings)
         )
         parquet = (
-            ParquetShardWriter(folders.parquet_dir, embedder.identity)
+            ParquetShardWriter(
+                folders.parquet_dir,
+                embedder.identity,
+                reserve_free_mb=settings.store.reserve_free_mb,
+            )
             if folders.parquet_dir
             else None
         )
-        batches = (
-            _dask_batches(plan, model_settings, settings, folders.parquet_dir)
-            if runner == "dask"
-            else _local_batches(plan, embedder, settings)
-        )
-        done = 0
-        for embedded in batches:
-            if not embedded.written:
-                write_task(vector_store, embedded.batch, embedded.vectors, parquet)
-            report.add_batch(embedded.batch)
-            done += len(embedded.batch)
-            elapsed = time.perf_counter() - started
-            update_progress_artifact(progress_id, 100.0 * done / max(total, 1))
-            logger.info("%d/%d images, %.1f images/s", done, total, done / max(elapsed, 1e-9))
-            for hook in list(_PROGRESS_HOOKS):
-                hook(done, total)
+        _write_batches(source, batches, vector_store, embedder.identity, parquet, report, plan)
         finish_task(vector_store, report, plan, skip_report)
+    report.seconds = time.perf_counter() - started
+    _report_run(report)
+    return report.to_dict()
+
+
+def _log_plan(records: list[ImageRecord], plan: IndexPlan) -> None:
+    get_run_logger().info(
+        "%d images: %d to embed, %d unchanged, %d to remove, %d kept (unreadable), %d known bad",
+        len(records),
+        len(plan.jobs),
+        len(plan.unchanged),
+        len(plan.vanished),
+        len(plan.kept),
+        len(plan.known_bad),
+    )
+
+
+def _write_batches(
+    source: str,
+    batches: Iterator[EmbeddedBatch],
+    store: VectorStore,
+    identity: ModelIdentity,
+    parquet: ParquetShardWriter | None,
+    report: IndexReport,
+    plan: IndexPlan,
+) -> None:
+    """Write the batches that the workers did not write; report progress after each."""
+    logger = get_run_logger()
+    started = time.perf_counter()
+    total = len(plan.jobs)
+    progress_id = create_progress_artifact(
+        progress=0.0, key="index-progress", description=f"Indexing {source}"
+    )
+    done = 0
+    for embedded in batches:
+        if embedded.identity is not None and not embedded.identity.is_compatible(identity):
+            raise ModelMismatchError(identity.label, embedded.identity.label)
+        if not embedded.written:
+            write_task(store, embedded.batch, embedded.vectors, parquet)
+        report.add_batch(embedded.batch)
+        done += len(embedded.batch)
+        elapsed = time.perf_counter() - started
+        update_progress_artifact(progress_id, 100.0 * done / max(total, 1))
+        logger.info("%d/%d images, %.1f images/s", done, total, done / max(elapsed, 1e-9))
+        for hook in list(_PROGRESS_HOOKS):
+            hook(done, total)
     update_progress_artifact(progress_id, 100.0)
+
+
+def _report_run(report: IndexReport) -> None:
     if report.skipped_images:
         create_table_artifact(
             key="skipped-images",
             description="Images that could not be indexed",
             table=[{"uri": s.uri, "reason": s.reason} for s in report.skipped_images],
         )
-    report.seconds = time.perf_counter() - started
-    logger.info(
+    get_run_logger().info(
         "indexed %d, unchanged %d, removed %d, skipped %d in %.1f s",
         report.indexed,
         report.unchanged,
@@ -283,40 +340,48 @@ def index_images(
         report.skipped,
         report.seconds,
     )
-    return report.to_dict()
 
 
 def run_index_flow(
     source: str,
+    settings: Settings,
     *,
-    runner: Runner = "local",
+    runner: Runner = "prefect",
     dask_address: str | None = None,
     dask_workers: int = 2,
-    progress: Callable[[int, int], None] | None = None,
-    **parameters: Any,
+    progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """Run :func:`index_images` in this process with the task runner ``runner`` asks for.
 
     Args:
         source: Folder, list file or image.
-        runner: ``local`` or ``dask``.
-        dask_address: Scheduler of an existing Dask cluster; None starts a local cluster.
+        settings: All settings; they reach the flow and its workers whole.
+        runner: ``prefect``, ``dask``, or ``auto`` (see :func:`indexer.config.resolve_runner`;
+            ``inline`` is not a flow).
+        dask_address: Scheduler of an existing Dask cluster; None: ``index.dask_address``,
+            else a local cluster.
         dask_workers: Worker processes of a local cluster.
         progress: Called as ``progress(done, total)`` after each batch (a terminal bar, say);
             flow parameters must be plain data, so it is handed over beside them.
-        **parameters: Further flow parameters (model, store, index, ...).
+
+    Raises:
+        ConfigError: Runner ``inline`` (or ``auto`` without ``PREFECT_API_URL``).
     """
+    resolved = resolve_runner(runner)
+    if resolved not in FLOW_RUNNERS:
+        raise ConfigError(f"runner {runner!r} runs no flow: use {' or '.join(FLOW_RUNNERS)}")
+    keep_our_errors_in_one_line()
     if progress is not None:
         _PROGRESS_HOOKS.append(progress)
     try:
-        with errors_in_one_line():
-            if runner == "dask":
-                configured = index_images.with_options(
-                    task_runner=dask_task_runner(dask_address, dask_workers)
-                )
-                with shared_prefect_api():
-                    return configured(source, runner="dask", **parameters)
-            return index_images(source, runner="local", **parameters)
+        if resolved == "dask":
+            address = dask_address or settings.index.dask_address
+            configured = index_images.with_options(
+                task_runner=dask_task_runner(address, dask_workers)
+            )
+            with shared_prefect_api():
+                return configured(source, settings=settings, runner="dask")
+        return index_images(source, settings=settings, runner="prefect")
     finally:
         if progress is not None:
             _PROGRESS_HOOKS.remove(progress)
@@ -336,22 +401,17 @@ class _WithoutTraceback(logging.Filter):
         return True
 
 
-@contextmanager
-def errors_in_one_line() -> Iterator[None]:
-    """While flows run for a command, Prefect logs our errors without a traceback.
+def keep_our_errors_in_one_line() -> None:
+    """From now on in this process, Prefect logs anyshot's errors without a traceback.
 
-    They are expected outcomes (a missing source, a store built by another model), raised
-    again from the flow and shown by the command as one line; a traceback is for bugs.
+    They are expected outcomes (a missing source, a store held by a server, a store built by
+    another model), said in one line; a traceback is for bugs. Each flow calls this at its
+    start, so that it holds in a deployment's process too (idempotent).
     """
-    quiet = _WithoutTraceback()
-    loggers = [logging.getLogger(name) for name in RUN_LOGGERS]
-    for logger in loggers:
-        logger.addFilter(quiet)
-    try:
-        yield
-    finally:
-        for logger in loggers:
-            logger.removeFilter(quiet)
+    for name in RUN_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _WithoutTraceback) for f in logger.filters):
+            logger.addFilter(_WithoutTraceback())
 
 
 def dask_task_runner(address: str | None = None, workers: int = 2) -> TaskRunner[Any]:
@@ -369,22 +429,16 @@ def dask_task_runner(address: str | None = None, workers: int = 2) -> TaskRunner
 
 
 @flow(name="index-images-dask", persist_result=False)
-def index_images_dask(
-    source: str,
-    model: str | None = None,
-    pretrained: str | None = None,
-    store: str | None = None,
-    index: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+def index_images_dask(source: str, settings: Settings | None = None) -> dict[str, Any]:
     """Deployment entry point: :func:`index_images` as a subflow with its batches on Dask.
 
-    The cluster is ``ANYSHOT_INDEX__DASK_ADDRESS`` (a local one when unset).
+    The cluster is ``index.dask_address`` (``ANYSHOT_INDEX__DASK_ADDRESS``), a local one when
+    unset. ``settings`` as for :func:`index_images`.
     """
-    address = build_settings(**(index or {})).index.dask_address
-    on_dask = index_images.with_options(task_runner=dask_task_runner(address))
-    return on_dask(
-        source, model=model, pretrained=pretrained, store=store, index=index, runner="dask"
-    )
+    keep_our_errors_in_one_line()
+    settings = settings if settings is not None else Settings()
+    on_dask = index_images.with_options(task_runner=dask_task_runner(settings.index.dask_address))
+    return on_dask(source, settings=settings, runner="dask")
 
 
 @contextmanager

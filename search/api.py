@@ -44,7 +44,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from indexer.access import AccessPolicy
 from indexer.config import Settings
-from indexer.edge_store import EdgeStore
 from indexer.errors import (
     AnyshotError,
     BusyError,
@@ -57,24 +56,25 @@ from indexer.errors import (
     StoreLockedError,
     StoreNotFoundError,
 )
-from indexer.run_folders import is_folder_location
-from indexer.schema import uri_path
-from indexer.serialized_store import SerializedStore
-from indexer.store import open_store
+from indexer.schema import POINT_ID_MAX, is_point_id, uri_path
+from indexer.stores.edge import EdgeStore
+from indexer.stores.holder import advertise_server, withdraw_server
+from indexer.stores.location import StoreLocation
+from indexer.stores.opening import open_store
+from indexer.stores.serialized import SerializedStore
 from search.client import ImageSearch
 from search.engine import Hit
 from search.example_images import DECODE_WAIT_SECONDS, ExampleImages, PixelBudget
 from search.http_guards import ApiKeyGuard, BodyLimit, BodyTooLarge, SecurityHeaders
 from search.index_jobs import IndexJobs
 from search.query import QueryPart
-from search.remote import API_KEY_HEADER, advertise_server, withdraw_server
+from search.remote import API_KEY_HEADER
 from search.served_images import NotServable, ServedImages
 from search.thumbnails import ThumbnailCache, thumbnail_dir
 from search.work_limits import WorkLimiter
 
 logger = logging.getLogger(__name__)
 
-POINT_ID_MAX = 2**63 - 1
 DEFAULT_THUMBNAIL_SIZE = 256
 CLIP_BACK_THUMBNAIL_SIZE = 256
 OPEN_PATHS = ("/healthz", "/docs", "/redoc", "/openapi.json", "/static/")
@@ -304,8 +304,8 @@ def create_app(settings: Settings | None = None, *, advertise_url: str | None = 
             access=AccessPolicy.for_server(api, roots=api.index_roots),
             on_finished=served.refresh,  # a run records the roots it read: serve them now
         )
-        folder = Path(settings.store.location).expanduser()
-        advertised = advertise_url is not None and is_folder_location(settings.store.location)
+        folder = StoreLocation.parse(settings.store.location).folder
+        advertised = advertise_url is not None and folder is not None
         app.state.client = client
         app.state.jobs = jobs
         app.state.served = served
@@ -315,7 +315,7 @@ def create_app(settings: Settings | None = None, *, advertise_url: str | None = 
         )
         try:
             if advertised:
-                assert advertise_url is not None
+                assert advertise_url is not None and folder is not None
                 advertise_server(folder, advertise_url)
             yield
         finally:
@@ -481,7 +481,7 @@ def image_url_query(url: str, request: Request, budget: PixelBudget) -> dict[str
         BusyError: Too many downloads or decodes at once.
     """
     own = OWN_IMAGE_URL.search(url)
-    if own is not None and int(own.group(1)) <= POINT_ID_MAX:
+    if own is not None and is_point_id(int(own.group(1))):
         return {"similar_to": int(own.group(1))}
     if not url.lower().startswith(("http://", "https://")):
         raise QueryError("image_url must be an http(s) URL")
@@ -925,7 +925,7 @@ def add_clip_back_routes(app: FastAPI, settings: Settings) -> None:
             raise QueryError(f"at most {limits.max_k} ids per request")
         client = client_of(request)
         found = await run_in_threadpool(
-            client.store.retrieve, [i for i in body.ids if 0 <= i <= POINT_ID_MAX]
+            client.store.retrieve, [i for i in body.ids if is_point_id(i)]
         )
         metas = await run_in_threadpool(entries, request, [(p.id, p.payload) for p in found])
         return [{"id": p.id, "metadata": meta} for p, meta in zip(found, metas, strict=True)]

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
-from indexer.config import Settings, build_settings
+from indexer.config import RUNNERS, Runner, Settings, build_settings
 from indexer.errors import AnyshotError, ConfigError, StoreLockedError
 
 if TYPE_CHECKING:
-    from search.client import ImageSearch, IndexRunner
+    from search.client import ImageSearch
     from search.engine import Hit
     from search.remote import RemoteServer
 
@@ -163,9 +163,6 @@ def main(verbose: int) -> None:
     )
 
 
-RUNNERS = ("auto", "inline", "prefect", "dask")
-
-
 def index_options(fn: F) -> F:
     """Options that shape an index run (index and schedule)."""
     fn = click.option(
@@ -282,7 +279,7 @@ def index(
             with client, progress_bar() as progress:
                 report = client.index(
                     source,
-                    runner=cast("IndexRunner", runner),
+                    runner=cast(Runner, runner),
                     dask_address=dask_address,
                     dask_workers=dask_workers,
                     progress=progress,
@@ -316,12 +313,14 @@ def absolute_source(source: str) -> str:
 
 def running_server(settings: Settings) -> RemoteServer | None:
     """The anyshot server that holds this (folder) store open, if it answers."""
-    from indexer.run_folders import is_folder_location
-    from search.remote import RemoteServer, find_server
+    from indexer.stores.holder import find_server
+    from indexer.stores.location import StoreLocation
+    from search.remote import RemoteServer
 
-    if not is_folder_location(settings.store.location):
+    folder = StoreLocation.parse(settings.store.location).folder
+    if folder is None:
         return None
-    found = find_server(Path(settings.store.location).expanduser())
+    found = find_server(folder)
     if found is None:
         return None
     key = settings.api.api_key.get_secret_value() if settings.api.api_key else None
@@ -372,28 +371,22 @@ def schedule(
     quiet_prefect_telemetry()
     from pipelines.schedule import serve_index_schedule
 
-    index = {
-        k: v
-        for k, v in {
-            "batch_size": batch_size,
-            "include_hidden": include_hidden,
-            "workers": workers,
-            "prune": prune,
-        }.items()
-        if v is not None
-    }
+    settings = build_settings(
+        store=store,
+        model=model,
+        pretrained=pretrained,
+        batch_size=batch_size,
+        include_hidden=include_hidden,
+        workers=workers,
+        prune=prune,
+    )
     with user_errors():
         serve_index_schedule(
             os.path.abspath(source) if os.path.exists(source) else source,
+            settings,
             cron=cron,
             interval=interval,
             name=name,
-            parameters={
-                "model": model,
-                "pretrained": pretrained,
-                "store": store,
-                "index": index or None,
-            },
         )
 
 
@@ -447,11 +440,11 @@ def load_command(folder: str, store: str | None, trust: tuple[str, ...], as_json
       anyshot load ./index/parquet --store ./rebuilt-index
       anyshot load ./snapshot --store ./index --trust /data/photos --json
     """
-    from indexer.store import MEMORY_LOCATION
+    from indexer.stores.location import MEMORY_LOCATION, StoreLocation
     from indexer.transfer import load_collection
 
     settings = build_settings(store=store)
-    if settings.store.location.strip() == MEMORY_LOCATION:
+    if StoreLocation.parse(settings.store.location).is_memory:
         click.secho(
             f"warning: --store {MEMORY_LOCATION} keeps nothing: the loaded images are gone "
             "when this command ends",
@@ -837,8 +830,8 @@ def serve(
     local_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     url = f"http://{'[' + local_host + ']' if ':' in local_host else local_host}:{port}"
     with user_errors():
-        from indexer.edge_store import EdgeStore
-        from indexer.store import open_store
+        from indexer.stores.edge import EdgeStore
+        from indexer.stores.opening import open_store
 
         # A locked or broken store is one line here, not a traceback from the server's startup.
         with open_store(settings.store) as opened:

@@ -17,18 +17,27 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Self
 
 import numpy as np
 from PIL import Image
 
 from indexer.access import AccessPolicy
-from indexer.config import ModelSettings, Settings, default_data_dir, model_for_collection
+from indexer.config import (
+    ModelSettings,
+    Runner,
+    Settings,
+    default_data_dir,
+    model_for_collection,
+    resolve_runner,
+)
 from indexer.embed import Embedder
 from indexer.errors import ConfigError, QueryError
-from indexer.indexing import IndexReport, ProgressCallback, index_source
+from indexer.indexing import IndexReport, index_source
+from indexer.progress import ProgressCallback
 from indexer.run_folders import run_folders
-from indexer.store import PayloadFilter, StoreInfo, VectorStore, open_store
+from indexer.stores.interface import PayloadFilter, StoreInfo, VectorStore
+from indexer.stores.opening import open_store
 from search.concepts import Concept
 from search.duplicates import DuplicateGroup, find_duplicates
 from search.engine import ExampleInput, Hit, ImageInput, SearchEngine, SearchResult
@@ -36,8 +45,6 @@ from search.filters import parse_filters
 from search.knowledge import KnowledgeBase, OnlineDescriptions, load_knowledge_base
 from search.query import QueryPart
 from search.tagging import TagReport, count_tags, tag_images
-
-IndexRunner = Literal["auto", "inline", "prefect", "dask"]
 
 PREFECT_QUIET_DEFAULTS = {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 """Environment defaults for the Prefect servers anyshot starts: no telemetry (which, offline,
@@ -140,7 +147,7 @@ class ImageSearch:
         self,
         source: str | Path,
         *,
-        runner: IndexRunner = "inline",
+        runner: Runner = "inline",
         dask_address: str | None = None,
         dask_workers: int = 2,
         progress: ProgressCallback | None = None,
@@ -153,7 +160,8 @@ class ImageSearch:
             runner: ``inline`` (this process, no orchestration), ``prefect`` (the Prefect flow,
                 decoding in worker processes), ``dask`` (the flow's batches on a Dask cluster),
                 or ``auto`` (``prefect`` when ``PREFECT_API_URL`` is set, else ``inline``).
-            dask_address: Scheduler address of an existing Dask cluster (runner ``dask``).
+            dask_address: Scheduler address of an existing Dask cluster (runner ``dask``);
+                None: ``index.dask_address``, else a local cluster.
             dask_workers: Worker processes of a local Dask cluster when no address is given.
             progress: Called as ``progress(done, total)`` as batches are done.
             access: What the run may read (a server's roots, URL policy); None: anything this
@@ -169,8 +177,7 @@ class ImageSearch:
                 stored image of a folder that now holds none (``index.prune`` allows it).
             ConfigError: A narrower ``access`` with a flow runner.
         """
-        if runner == "auto":
-            runner = "prefect" if os.environ.get("PREFECT_API_URL") else "inline"
+        runner = resolve_runner(runner)
         if runner != "inline":
             if access is not None and access != AccessPolicy.for_index(self.settings.index):
                 raise ConfigError(f"runner {runner!r} cannot index under a narrower access policy")
@@ -184,6 +191,7 @@ class ImageSearch:
             state_dir=self.state_dir(),
             progress=progress,
             access=access,
+            reserve_free_mb=self.settings.store.reserve_free_mb,
         )
         self._engine = None
         return report
@@ -191,7 +199,7 @@ class ImageSearch:
     def _index_with_flow(
         self,
         source: str,
-        runner: str,
+        runner: Runner,
         dask_address: str | None,
         dask_workers: int,
         progress: ProgressCallback | None,
@@ -199,24 +207,16 @@ class ImageSearch:
         quiet_prefect_telemetry()  # before prefect is imported, for its temporary servers
         from pipelines.index_flow import run_index_flow
 
-        model = self.settings.model
-        explicit = {"name", "pretrained"} & model.model_fields_set
-        parameters: dict[str, Any] = {
-            "model": model.name if explicit else None,
-            "pretrained": model.pretrained if explicit else None,
-            "store": self.settings.store.location,
-            "index": self.settings.index.model_dump(mode="json", exclude_unset=True),
-        }
         # The flow opens the store itself; an embedded store allows one opener at a time.
         self._release_store()
         try:
             result = run_index_flow(
                 source,
-                runner="dask" if runner == "dask" else "local",
+                self.settings,  # whole: collection, credentials, layout, device, ...
+                runner=runner,
                 dask_address=dask_address,
                 dask_workers=dask_workers,
                 progress=progress,
-                **parameters,
             )
         finally:
             self.store = open_store(self.settings.store)

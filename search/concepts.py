@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from indexer.errors import QueryError, StoreError
-from indexer.store import VectorStore
+from indexer.stores.interface import VectorStore
 from search.knowledge import normalise_name
 
 DOCUMENT = "concepts"

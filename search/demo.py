@@ -1,19 +1,19 @@
 """The offline demo: a generated collection of coloured shapes, indexed with ``anyshot-tiny``.
 
-It needs no network: the images come from :mod:`indexer.synthetic` and the model ships with
+It needs no network: the images come from :mod:`indexer.shapes.synthetic` and the model ships with
 anyshot. Each example search is scored against the attributes the images were drawn from.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from indexer.config import Settings, build_settings
 from indexer.indexing import IndexReport
-from indexer.synthetic import HELD_OUT_PAIRS, SceneSpec, generate_collection
+from indexer.progress import ProgressCallback
+from indexer.shapes.synthetic import HELD_OUT_PAIRS, SceneSpec, generate_collection
 from search.client import ImageSearch
 from search.engine import Hit
 
@@ -75,7 +75,7 @@ def run_demo(
     images: int = 2000,
     seed: int = 7,
     k: int = 5,
-    progress: Callable[[int, int], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> DemoResult:
     """Generate, index and search a demo collection in ``folder``.
 

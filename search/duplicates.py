@@ -8,16 +8,14 @@ so build the index first (an embedded store builds it at the end of each index r
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from indexer.errors import QueryError
-from indexer.store import VectorStore
-
-ProgressCallback = Callable[[int, int], None]
+from indexer.progress import ProgressCallback
+from indexer.stores.interface import VectorStore
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from indexer.config import SearchSettings
 from indexer.decode import decode_image, load_image
 from indexer.embed import Embedder
 from indexer.errors import ImageDecodeError, ModelMismatchError, QueryError
-from indexer.store import PayloadFilter, ScoredPoint, VectorStore
+from indexer.stores.interface import PayloadFilter, ScoredPoint, VectorStore
 from search.concepts import ConceptRegistry
 from search.knowledge import KnowledgeBase, KnowledgeEntry, OnlineDescriptions
 from search.query import QueryPart

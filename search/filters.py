@@ -29,7 +29,8 @@ from datetime import datetime
 from typing import Any
 
 from indexer.errors import QueryError
-from indexer.store import POINT_ID_LIMIT, PayloadFilter
+from indexer.schema import is_point_id
+from indexer.stores.interface import PayloadFilter
 
 _EXPRESSION = re.compile(r"^\s*(?P<key>[A-Za-z_]+)\s*(?P<op>>=|<=|=|>|<)\s*(?P<value>.*?)\s*$")
 _SIZE = re.compile(r"^(?P<number>\d+(?:\.\d+)?|\.\d+)\s*(?P<unit>[A-Za-z]*)$")
@@ -101,7 +102,7 @@ def _apply(where: PayloadFilter, expression: str) -> PayloadFilter:
             ids = [int(item) for item in _items(value, expression)]
         except ValueError:
             raise QueryError(f"filter {expression!r}: ids are integers") from None
-        if any(not 0 <= i < POINT_ID_LIMIT for i in ids):
+        if not all(is_point_id(i) for i in ids):
             raise QueryError(f"filter {expression!r}: ids are from 0 to 2**64 - 1")
         return replace(where, ids=_merge(where.ids, ids))
     if key == "mtime":

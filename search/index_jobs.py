@@ -2,7 +2,7 @@
 
 An embedded store (Qdrant Edge) allows one process. The HTTP API server owns it, so an index
 run meant for that store runs here, as a job of :class:`IndexJobs`, while the server goes on
-answering searches on the same open store (:class:`indexer.serialized_store.SerializedStore`
+answering searches on the same open store (:class:`indexer.stores.serialized.SerializedStore`
 lets the threads take turns per store call). One job runs at a time; later ones wait in line.
 """
 

@@ -26,21 +26,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from indexer.errors import QueryError
+from indexer.formats import is_image_name
 
 PartKind = Literal["text", "image", "name", "id"]
 PART_KINDS: tuple[str, ...] = ("text", "image", "name", "id")
-IMAGE_SUFFIXES = (
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".webp",
-    ".bmp",
-    ".gif",
-    ".tif",
-    ".tiff",
-    ".heic",
-    ".avif",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +148,7 @@ def _kind_of(value: str, quoted: bool) -> PartKind:
     if quoted:
         return "text"
     lowered = value.lower()
-    if lowered.startswith(("http://", "https://")) or lowered.endswith(IMAGE_SUFFIXES):
+    if lowered.startswith(("http://", "https://")) or is_image_name(lowered):
         return "image"
     return "text"
 

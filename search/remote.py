@@ -1,60 +1,23 @@
 """Reach the ``anyshot serve`` process that holds an embedded store open.
 
 An embedded store allows one process. While ``anyshot serve`` has it open, the server writes
-``server.json`` (its URL and pid) into the store folder; ``anyshot index`` finds the store
-locked, reads that file and hands the run to the server, which indexes in a background thread
-while it keeps answering searches. The file is removed when the server stops.
+``server.json`` (its URL and pid) into the store folder (:mod:`indexer.stores.holder`);
+``anyshot index`` finds the store locked, reads that file and hands the run to the server, which
+indexes in a background thread while it keeps answering searches. The file is removed when the
+server stops.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Self
 
 import httpx
 
 from indexer.errors import AnyshotError, ConfigError, StoreError
+from indexer.progress import ProgressCallback
 
-SERVER_FILE = "server.json"
 API_KEY_HEADER = "X-API-Key"
-
-
-@dataclass(frozen=True)
-class ServerAddress:
-    """Where a running server listens, as it wrote in the store folder."""
-
-    url: str
-    pid: int
-
-
-def advertise_server(store_dir: Path, url: str) -> Path:
-    """Write ``server.json`` (URL and pid of this process) into a store folder."""
-    path = store_dir / SERVER_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"url": url, "pid": os.getpid(), "started": time.time()}))
-    os.replace(tmp, path)
-    return path
-
-
-def withdraw_server(store_dir: Path) -> None:
-    """Remove ``server.json`` if this process wrote it."""
-    found = find_server(store_dir)
-    if found is not None and found.pid == os.getpid():
-        (store_dir / SERVER_FILE).unlink(missing_ok=True)
-
-
-def find_server(store_dir: Path) -> ServerAddress | None:
-    """The server that says it holds this store folder, or None."""
-    try:
-        data = json.loads((store_dir / SERVER_FILE).read_text())
-        return ServerAddress(url=str(data["url"]).rstrip("/"), pid=int(data["pid"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 class RemoteServer:
@@ -95,7 +58,7 @@ class RemoteServer:
         self,
         source: str,
         *,
-        progress: Callable[[int, int], None] | None = None,
+        progress: ProgressCallback | None = None,
         poll_seconds: float = 0.5,
     ) -> dict[str, Any]:
         """Run an index job on the server and wait for it; returns its report.

@@ -37,7 +37,7 @@ from indexer.access import AccessPolicy, fetch_url, open_regular_file
 from indexer.config import ApiSettings
 from indexer.errors import AnyshotError, ImageDecodeError
 from indexer.schema import uri_path
-from indexer.store import VectorStore
+from indexer.stores.interface import VectorStore
 from indexer.trusted_roots import (
     TRUSTED_ROOTS_DOCUMENT,
     origin_of,

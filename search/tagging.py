@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from indexer.errors import ConfigError, QueryError
+from indexer.progress import ProgressCallback
 from search.data_files import parse_json_or_yaml, read_text_file
 from search.engine import PROMPT_TEMPLATES, SearchEngine, unit
 
-ProgressCallback = Callable[[int, int], None]
 TAG_SCORES_KEY = "tag_scores"
 
 

@@ -20,7 +20,7 @@ from PIL import Image
 from indexer.config import Settings, default_data_dir
 from indexer.decode import decode_image
 from indexer.errors import ImageDecodeError
-from indexer.run_folders import is_folder_location
+from indexer.stores.location import StoreLocation
 from search.served_images import NotServable, ServedImages
 from search.work_limits import WorkLimiter
 
@@ -31,9 +31,9 @@ def thumbnail_dir(settings: Settings) -> Path:
     """Where thumbnails are cached: the setting, ``thumbs/`` in a folder store, else data dir."""
     if settings.api.thumbnail_dir is not None:
         return settings.api.thumbnail_dir
-    location = settings.store.location
-    if is_folder_location(location):
-        return Path(location).expanduser() / "thumbs"
+    location = StoreLocation.parse(settings.store.location)
+    if location.folder is not None:
+        return location.folder / "thumbs"
     key = f"{location}#{settings.store.collection}"
     slug = re.sub(r"[^A-Za-z0-9]+", "-", key).strip("-")[:60]
     return default_data_dir() / "thumbs" / f"{slug}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"

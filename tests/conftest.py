@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 from shape_collection import write_shape_images
 
-from indexer import synthetic
 from indexer.config import ModelSettings
+from indexer.shapes import synthetic
 
 TINY_CONFIG = {
     "embed_dim": 32,

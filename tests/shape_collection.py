@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from indexer.synthetic import COLOURS, SHAPES, ObjectSpec, SceneSpec, render_scene
+from indexer.shapes.synthetic import COLOURS, SHAPES, ObjectSpec, SceneSpec, render_scene
 
 SHAPE_TARGETS = [("circle", "red"), ("heart", "cyan"), ("ring", "blue"), ("star", "black")]
 """Pairs the API and browser tests search for; each has three images in the collection."""

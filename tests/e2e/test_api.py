@@ -17,9 +17,9 @@ from PIL import Image
 from shape_collection import SHAPE_TARGETS, shape_of, write_shape_images
 
 from indexer.config import build_settings
-from indexer.edge_store import EdgeStore
 from indexer.errors import StoreLockedError
-from indexer.store import open_store
+from indexer.stores.edge import EdgeStore
+from indexer.stores.opening import open_store
 from indexer.trusted_roots import trust_roots
 from search.api import create_app
 
@@ -186,6 +186,13 @@ def test_offset_pages_through_the_results(http: TestClient) -> None:
         ("POST", "/search", {"text": "cat", "k": 5000}, 400),
         ("POST", "/search", {"text": "cat", "unknown": 1}, 422),
         ("POST", "/search", {"id": 12345}, 400),
+        # Ids 0..2**64-1 can name a point (indexer.schema): beyond, the request is malformed.
+        ("POST", "/search", {"id": 2**64 - 1}, 400),
+        ("POST", "/search", {"id": 2**64}, 422),
+        ("GET", f"/search?id={2**64 - 1}", None, 400),
+        ("GET", f"/search?id={2**64}", None, 422),
+        ("GET", f"/images/{2**64 - 1}", None, 404),
+        ("GET", f"/images/{2**64}", None, 422),
         ("GET", "/images/12345", None, 404),
         ("GET", "/images/..%2F..%2Fetc%2Fpasswd", None, 404),
         ("GET", "/images/%2Fetc%2Fpasswd", None, 404),

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from shape_collection import shape_of
 
-from indexer.edge_store import EdgeStore
+from indexer.stores.edge import EdgeStore
 from search.cli import main
 
 

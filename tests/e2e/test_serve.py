@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from shape_collection import free_port, shape_of, write_shape_images
 
 from indexer.config import build_settings
-from indexer.store import open_store
+from indexer.stores.opening import open_store
 from indexer.trusted_roots import trust_roots
 from search.cli import main
 

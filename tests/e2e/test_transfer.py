@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from indexer.config import StoreSettings
 from indexer.errors import ParquetError
-from indexer.store import open_store
+from indexer.stores.opening import open_store
 from indexer.transfer import export_collection, load_collection
 from search.cli import main
 
@@ -61,7 +61,14 @@ def test_export_reflects_removals_and_load_keeps_the_newest(tmp_path):
         store.bind_model(model)
         store.upsert(ids, vectors, payloads)
         store.delete(ids[3:])
-        assert export_collection(store, tmp_path / "snap", batch_size=2) == 3
+        exported: list[tuple[int, int]] = []
+        assert (
+            export_collection(
+                store, tmp_path / "snap", batch_size=2, progress=lambda *a: exported.append(a)
+            )
+            == 3
+        )
+        assert exported == [(2, 3), (3, 3)]  # points written, of the points in the store
         with pytest.raises(ParquetError, match="already holds Parquet shards"):
             export_collection(store, tmp_path / "snap")
         # a newer version of image 0 in a later shard wins
@@ -70,9 +77,12 @@ def test_export_reflects_removals_and_load_keeps_the_newest(tmp_path):
         assert export_collection(store, tmp_path / "snap2") == 1
     newer = sorted((tmp_path / "snap2").glob("part-*.parquet"))[0]
     newer.rename(tmp_path / "snap" / "part-99999999999999999999-newest.parquet")
+    (tmp_path / "snap" / "part-00000000000000000000-bad.parquet").write_bytes(b"not parquet")
     with open_store(StoreSettings(location=":memory:")) as memory:
-        report = load_collection(tmp_path / "snap", memory)
-        assert (report.loaded, report.rejected, report.bad_shards) == (4, 0, [])
+        loaded: list[tuple[int, int]] = []
+        report = load_collection(tmp_path / "snap", memory, progress=lambda *a: loaded.append(a))
+        assert (report.loaded, report.rejected, len(report.bad_shards)) == (4, 0, 1)
+        assert loaded == [(1, 4), (2, 4), (3, 4), (4, 4)]  # shards done (a bad one too), of all
         assert sorted(p.id for p in memory.scroll()) == sorted(ids[:3])
         assert memory.retrieve(ids[:1])[0].payload["size"] == 99
         with pytest.raises(ParquetError, match="no Parquet shards"):

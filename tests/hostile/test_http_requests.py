@@ -33,7 +33,7 @@ from PIL import Image
 from web_servers import web_server
 
 from indexer.config import build_settings
-from indexer.store import open_store
+from indexer.stores.opening import open_store
 from indexer.trusted_roots import trust_roots
 from search.api import create_app
 from search.cli import main

@@ -28,7 +28,8 @@ from web_servers import web_server
 
 from indexer.config import build_settings
 from indexer.schema import ModelIdentity, path_uri, point_id
-from indexer.store import VectorStore, open_store
+from indexer.stores.interface import VectorStore
+from indexer.stores.opening import open_store
 from indexer.trusted_roots import TRUSTED_ROOTS_DOCUMENT, trust_roots
 from search.api import create_app
 

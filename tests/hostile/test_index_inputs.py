@@ -35,7 +35,8 @@ from indexer.embed import Embedder
 from indexer.errors import SourceError
 from indexer.indexing import IndexReport, index_source
 from indexer.schema import path_uri, point_id, uri_path
-from indexer.store import VectorStore, open_store
+from indexer.stores.interface import VectorStore
+from indexer.stores.opening import open_store
 from indexer.trusted_roots import read_trusted_roots
 from search.cli import main
 

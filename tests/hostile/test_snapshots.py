@@ -27,7 +27,8 @@ from indexer.parquet_store import (
     shard_checksum,
 )
 from indexer.schema import ModelIdentity, point_id
-from indexer.store import VectorStore, open_store
+from indexer.stores.interface import VectorStore
+from indexer.stores.opening import open_store
 from indexer.transfer import LoadReport, export_collection, load_collection
 from indexer.trusted_roots import read_trusted_roots, trust_roots
 from search.cli import main

@@ -23,14 +23,6 @@ from click.testing import CliRunner
 
 from indexer.config import ScaleSettings, StoreSettings
 from indexer.disk_space import free_bytes
-from indexer.edge_store import (
-    LOCK_FILE,
-    METADATA_FILE,
-    NEW_SHARD_PREFIX,
-    SHARD_DIR,
-    EdgeStore,
-    _edge_config,
-)
 from indexer.errors import (
     DiskSpaceError,
     ModelMismatchError,
@@ -41,8 +33,12 @@ from indexer.errors import (
 )
 from indexer.parquet_store import ParquetShardWriter
 from indexer.schema import ModelIdentity, point_id
-from indexer.shard_copy import COPY_PREFIX, make_copy_folder
-from indexer.store import PayloadFilter, open_store
+from indexer.stores.edge import METADATA_FILE, NEW_SHARD_PREFIX, SHARD_DIR, EdgeStore
+from indexer.stores.edge_layout import edge_config
+from indexer.stores.folder_lock import LOCK_FILE
+from indexer.stores.interface import PayloadFilter
+from indexer.stores.opening import open_store
+from indexer.stores.shard_copy import COPY_PREFIX, make_copy_folder
 from search.cli import main
 
 DIM = 8
@@ -77,7 +73,7 @@ def filled_store(location: Path, count: int = 10) -> None:
 
 def build_bare_shard(path: Path, count: int = 0) -> None:
     """A Qdrant Edge shard with ``count`` points, as a killed creation could leave it."""
-    shard = qe.EdgeShard.create(str(path), _edge_config(MODEL, ScaleSettings()))
+    shard = qe.EdgeShard.create(str(path), edge_config(MODEL, ScaleSettings()))
     if count:
         ids, vectors, payloads = points(count)
         shard.update(
@@ -317,7 +313,7 @@ FULL_DISK_SCRIPT = textwrap.dedent(
     import json, os, sys
     import numpy as np
     from indexer.disk_space import free_bytes
-    from indexer.edge_store import EdgeStore
+    from indexer.stores.edge import EdgeStore
     from indexer.errors import DiskSpaceError
     from indexer.schema import ModelIdentity, point_id
 
@@ -410,6 +406,8 @@ def test_a_panic_of_the_engine_becomes_a_store_error(tmp_path) -> None:
             "filter size_min must be a finite number, not -inf",
         ),
         (PayloadFilter(size_max=2**70), f"filter size_max must be a finite number, not {2**70}"),
+        (PayloadFilter(ids=(5, 2**64)), f"filter ids must be from 0 to 2**64 - 1, not {2**64}"),
+        (PayloadFilter(ids=(-1,)), "filter ids must be from 0 to 2**64 - 1, not -1"),
     ],
 )
 def test_non_finite_filter_bounds_are_refused(tmp_path, backend, where, message) -> None:
@@ -554,7 +552,7 @@ def test_a_writer_and_a_reader_exclude_each_other(tmp_path) -> None:
     with edge(root):
         script = textwrap.dedent(
             f"""
-            from indexer.edge_store import EdgeStore
+            from indexer.stores.edge import EdgeStore
             from indexer.errors import StoreLockedError
             try:
                 EdgeStore({str(root)!r}, reserve_free_mb=0)

@@ -1,14 +1,16 @@
 """The deployment entry point of deploy/prefect.yaml, configured as a deployment configures it.
 
 A worker runs ``pipelines/index_flow.py:index_images_dask`` with the parameters of the deployment
-and everything else from ``ANYSHOT_*`` variables (the job's env, the worker's environment): the
-Dask scheduler address, the store, the model, the collection layout. Here the scheduler is a
-local Dask cluster that this test starts, as a deployment finds one already running, and the store
-is an embedded folder, so the workers send their vectors back to the flow, the one writer.
+(its settings as JSON) and everything else from ``ANYSHOT_*`` variables (the job's env, the
+worker's environment): the Dask scheduler address, the store, the model, the collection layout.
+Here the scheduler is a local Dask cluster that this test starts, as a deployment finds one
+already running, and the store is an embedded folder, so the workers send their vectors back to
+the flow, the one writer.
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ import pytest
 import yaml
 
 from indexer.config import Settings
-from indexer.store import open_store
+from indexer.stores.opening import open_store
 
 pytestmark = pytest.mark.slow
 
@@ -53,10 +55,10 @@ def test_dask_deployment_indexes_with_settings_from_the_environment(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
     ) as cluster:
         monkeypatch.setenv("ANYSHOT_INDEX__DASK_ADDRESS", cluster.scheduler_address)
-        # The deployment's own parameters, except those that name its site (source, store).
-        parameters = {
-            k: v for k, v in deployment["parameters"].items() if k not in {"source", "store"}
-        }
+        # The deployment's own parameters (JSON), except those that name its site: the source
+        # and the store's location.
+        parameters = copy.deepcopy(deployment["parameters"])
+        del parameters["source"], parameters["settings"]["store"]["location"]
         summary = index_images_dask(str(image_folder["red"].parent), **parameters)
         workers_used = {
             worker for worker, tasks in cluster.get_client().run(_tasks_run).items() if tasks

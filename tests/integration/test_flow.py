@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from indexer.config import StoreSettings
+from indexer.config import Settings, StoreSettings
 from indexer.errors import StoreLockedError
-from indexer.store import open_store
+from indexer.stores.opening import open_store
 from indexer.trusted_roots import read_trusted_roots
 from search.cli import main
 
@@ -89,13 +89,12 @@ def test_prefect_flow_indexes_like_the_inline_run(
     from pipelines.index_flow import run_index_flow
 
     calls: list[tuple[int, int]] = []
-    run_index_flow(
-        str(folder),
-        model=random_model_name,
-        store=str(tmp_path / "hooked"),
+    settings = Settings(
+        model={"name": random_model_name},
+        store={"location": str(tmp_path / "hooked")},
         index={"batch_size": 4},
-        progress=lambda done, total: calls.append((done, total)),
     )
+    run_index_flow(str(folder), settings, progress=lambda done, total: calls.append((done, total)))
     assert calls == [(4, 7), (7, 7)]
 
     from prefect.client.orchestration import get_client

@@ -18,7 +18,7 @@ from indexer.parquet_store import (
     read_shards,
 )
 from indexer.schema import ImagePayload, ModelIdentity, point_id
-from indexer.store import open_store
+from indexer.stores.opening import open_store
 
 MODEL = ModelIdentity(name="test-model", pretrained=None, dim=4)
 
@@ -97,3 +97,22 @@ def test_shards_reload_into_another_store_without_reembedding(tmp_path: Path) ->
         hit = store.search(np.eye(4, dtype=np.float32)[1], limit=1)[0]
         assert hit.payload["uri"] in {"/p/1.jpg", "/p/5.jpg"}
         assert hit.score == pytest.approx(1.0)
+
+
+def test_index_runs_keep_the_store_reserve_free_when_writing_shards(
+    image_folder, random_model_name, tmp_path
+):
+    from indexer.config import Settings
+    from indexer.errors import DiskSpaceError
+    from search.client import ImageSearch
+
+    everything = 1_000_000  # MiB: more than any test disk has free
+    settings = Settings(
+        model={"name": random_model_name},
+        store={"location": ":memory:", "reserve_free_mb": everything},  # writes no disk itself
+        index={"parquet_dir": str(tmp_path / "parquet"), "workers": 0},
+    )
+    with ImageSearch(settings) as client, pytest.raises(DiskSpaceError) as refused:
+        client.index(image_folder["red"].parent)
+    assert "write a Parquet shard of 6 images" in str(refused.value)
+    assert list_shards(tmp_path / "parquet") == []

@@ -16,7 +16,7 @@ import pytest
 
 from indexer.config import build_settings
 from indexer.errors import QueryError
-from indexer.synthetic import COLOURS, SHAPES, ObjectSpec, SceneSpec, render_scene
+from indexer.shapes.synthetic import COLOURS, SHAPES, ObjectSpec, SceneSpec, render_scene
 from search.client import ImageSearch
 from search.knowledge import KnowledgeBase, KnowledgeEntry
 from search.query import QueryPart, parse_query

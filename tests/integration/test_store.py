@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from indexer.config import StoreSettings
-from indexer.edge_store import EdgeStore
 from indexer.errors import ModelMismatchError, StoreError, StoreLockedError, StoreNotFoundError
-from indexer.schema import ImagePayload, ModelIdentity, point_id
-from indexer.store import PayloadFilter, VectorStore, open_store
+from indexer.schema import POINT_ID_MAX, ImagePayload, ModelIdentity, point_id
+from indexer.stores.edge import EdgeStore
+from indexer.stores.interface import PayloadFilter, VectorStore
+from indexer.stores.opening import open_store
 
 DIM = 8
 MODEL = ModelIdentity(name="test-model", pretrained="seed0", dim=DIM, fingerprint="abc")
@@ -143,6 +144,9 @@ def test_filters(filled) -> None:
     assert sorted(h.id for h in hits) == sorted(ids_of(other))
     only = ids_of(items)[:2]
     assert sorted(p.id for p in store.scroll(where=PayloadFilter(ids=tuple(only)))) == sorted(only)
+    # The largest id that can name a point is a valid condition (it names none here).
+    assert store.count(PayloadFilter(ids=(POINT_ID_MAX, only[0]))) == 1
+    assert store.count(PayloadFilter(ids=(POINT_ID_MAX,), formats=("PNG",))) == 0
 
 
 def test_score_threshold_and_offset(filled) -> None:

@@ -10,7 +10,7 @@ import pytest
 from indexer.config import StoreSettings
 from indexer.errors import StoreError, StoreNotFoundError
 from indexer.schema import ModelIdentity
-from indexer.store import open_store
+from indexer.stores.opening import open_store
 
 IDENTITY = ModelIdentity("tiny", None, 4)
 

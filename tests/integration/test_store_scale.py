@@ -9,10 +9,11 @@ import pytest
 from qdrant_client import models
 
 from indexer.config import ScaleSettings, StoreSettings
-from indexer.edge_store import EdgeStore
-from indexer.qdrant_store import collection_params
 from indexer.schema import INDEXED_PAYLOAD_KEYS, ImagePayload, ModelIdentity, point_id
-from indexer.store import PayloadFilter, VectorStore, open_store
+from indexer.stores.edge import EdgeStore
+from indexer.stores.interface import PayloadFilter, VectorStore
+from indexer.stores.opening import open_store
+from indexer.stores.qdrant_server import collection_params
 
 DIM = 64
 MODEL = ModelIdentity(name="test-model", pretrained="seed0", dim=DIM, fingerprint="abc")

@@ -9,7 +9,14 @@ import pytest
 
 from indexer.config import ModelSettings, build_settings
 from indexer.embed import Embedder
-from indexer.synthetic import COLOURS, HELD_OUT_PAIRS, SHAPES, ObjectSpec, SceneSpec, render_scene
+from indexer.shapes.synthetic import (
+    COLOURS,
+    HELD_OUT_PAIRS,
+    SHAPES,
+    ObjectSpec,
+    SceneSpec,
+    render_scene,
+)
 from search.client import ImageSearch
 
 TARGETS = [("circle", "red"), ("heart", "cyan"), ("ring", "blue"), ("star", "black")]

@@ -24,7 +24,7 @@ import yaml
 from packaging.requirements import Requirement
 from pydantic import BaseModel
 
-from indexer.config import Settings
+from indexer.config import FLOW_RUNNERS, Settings
 from search.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,6 +113,16 @@ def assert_real_settings(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -
     for key in anyshot:
         monkeypatch.delenv(key)
     return settings
+
+
+def assert_real_fields(model: type[BaseModel], data: dict[str, Any]) -> None:
+    """Every key of ``data`` (JSON settings) names a field of ``model``, sections included:
+    settings ignore unknown keys, so a misspelt one would change nothing, silently."""
+    assert set(data) <= set(model.model_fields), set(data) - set(model.model_fields)
+    for key, value in data.items():
+        section = model.model_fields[key].annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            assert_real_fields(section, value)
 
 
 def assert_cli_call(args: list[str]) -> None:
@@ -215,8 +225,11 @@ def test_prefect_yaml_deployments_point_at_flows_with_their_parameters(monkeypat
         accepted = set(inspect.signature(flow.fn).parameters)
         assert set(deployment["parameters"]) <= accepted, deployment["name"]
         assert "source" in deployment["parameters"]
+        assert deployment["parameters"].get("runner", "prefect") in FLOW_RUNNERS
         env = deployment["work_pool"]["job_variables"]["env"]
         assert_real_settings(env, monkeypatch)
+        assert_real_fields(Settings, deployment["parameters"]["settings"])
+        Settings.model_validate(deployment["parameters"]["settings"])
         for schedule in deployment["schedules"]:
             assert len(schedule["cron"].split()) == 5
 
@@ -372,7 +385,8 @@ def test_compose_commands_and_settings_are_real(compose, monkeypatch) -> None:
     # The deployments write where the compose services read.
     env = services["prefect-worker"]["environment"]
     for deployment in prefect_config()["deployments"]:
-        assert deployment["parameters"]["store"] == env["ANYSHOT_STORE__LOCATION"]
+        location = deployment["parameters"]["settings"]["store"]["location"]
+        assert location == env["ANYSHOT_STORE__LOCATION"]
         job_env = deployment["work_pool"]["job_variables"]["env"]
         if "ANYSHOT_INDEX__DASK_ADDRESS" in job_env:
             assert job_env["ANYSHOT_INDEX__DASK_ADDRESS"] == env["ANYSHOT_INDEX__DASK_ADDRESS"]

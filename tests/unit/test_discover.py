@@ -19,14 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from indexer.access import AccessPolicy
-from indexer.discover import (
-    IMAGE_EXTENSIONS,
-    DiscoveryProblem,
-    discover,
-    discover_images,
-    read_image_list,
-)
+from indexer.discover import DiscoveryProblem, discover, discover_images, read_image_list
 from indexer.errors import SourceError
+from indexer.formats import IMAGE_EXTENSIONS
 from indexer.schema import ImageRecord, path_uri, uri_path
 
 NOBODY = 65534
@@ -134,17 +129,31 @@ def test_walks_nested_folders_depth_first_in_name_order(tmp_path: Path) -> None:
     assert found == [str(tmp_path / name) for name in expected]
 
 
-def test_image_extensions() -> None:
-    assert sorted(IMAGE_EXTENSIONS) == [
-        ".bmp",
-        ".gif",
-        ".jpeg",
-        ".jpg",
-        ".png",
-        ".tif",
-        ".tiff",
-        ".webp",
-    ]
+def test_image_extensions_are_what_this_pillow_decodes() -> None:
+    from PIL import features
+
+    always = [".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"]
+    avif = [".avif"] if features.check_module("avif") else []
+    assert sorted(IMAGE_EXTENSIONS) == sorted(always + avif)
+    assert ".heic" not in IMAGE_EXTENSIONS  # no plugin ships with Pillow: never decodable
+
+
+def test_discovery_and_queries_share_one_list_of_images(tmp_path: Path) -> None:
+    from PIL import Image, features
+
+    from search.query import parse_query
+
+    names = ["a.JPG", "b.png", "c.heic", "d.txt"]
+    if features.check_module("avif"):
+        names.append("e.avif")
+    for name in names:
+        if name.endswith((".heic", ".txt")):
+            touch(tmp_path / name)
+        else:
+            Image.new("RGB", (8, 8), "red").save(tmp_path / name)
+    found = [Path(record.uri).name for record in discover_images(tmp_path)]
+    as_images = [n for n in names if parse_query(f"+{n}")[0].kind == "image"]
+    assert found == as_images == [n for n in names if not n.endswith((".heic", ".txt"))]
 
 
 def test_order_is_deterministic_and_sorted_by_path_components(tmp_path: Path) -> None:

@@ -13,9 +13,9 @@ from indexer.access import AccessPolicy
 from indexer.config import ApiSettings
 from indexer.errors import ConfigError, SourceError
 from indexer.indexing import IndexReport
-from indexer.qdrant_store import QdrantClientStore
 from indexer.schema import ModelIdentity
-from indexer.serialized_store import SerializedStore
+from indexer.stores.qdrant_server import QdrantClientStore
+from indexer.stores.serialized import SerializedStore
 from search.index_jobs import IndexJobs
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from indexer.errors import ConfigError, QueryError
-from indexer.store import PayloadFilter
+from indexer.stores.interface import PayloadFilter
 from search.filters import parse_filters
 from search.knowledge import load_knowledge_base
 from search.query import QueryPart, parse_query

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer import synthetic
-from indexer.synthetic import (
+from indexer.shapes import synthetic
+from indexer.shapes.synthetic import (
     COLOURS,
     HELD_OUT_PAIRS,
     SEEN_PAIRS,

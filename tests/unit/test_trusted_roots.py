@@ -11,7 +11,7 @@ import pytest
 from indexer.config import StoreSettings
 from indexer.errors import ConfigError
 from indexer.schema import ImageRecord, ModelIdentity, path_uri, point_id, uri_path
-from indexer.store import open_store
+from indexer.stores.opening import open_store
 from indexer.trusted_roots import (
     TRUSTED_ROOTS_DOCUMENT,
     compact_roots,

@@ -1,10 +1,9 @@
-"""The vector store interface, and :func:`open_store` that picks a backend from one location.
+"""The vector store interface: what every backend offers, and the types it speaks in.
 
-Locations (like ``QdrantClient``'s):
-
-- a folder path → :class:`~indexer.edge_store.EdgeStore`, Qdrant Edge in this process (default);
-- ``http(s)://HOST:PORT`` → :class:`~indexer.qdrant_store.QdrantClientStore` on a Qdrant server;
-- ``:memory:`` → the same class on qdrant-client's in-memory mode (the server code path, offline).
+This module imports no backend. The backends (:mod:`indexer.stores.edge`,
+:mod:`indexer.stores.qdrant_server`, the thread-safe wrapper :mod:`indexer.stores.serialized`)
+implement :class:`VectorStore`; :func:`indexer.stores.opening.open_store` picks one from a
+store location.
 
 Every backend stores the schema of :mod:`indexer.schema` and records which model built it:
 :meth:`VectorStore.bind_model` refuses vectors of any other model.
@@ -21,7 +20,6 @@ from typing import Any, Self
 
 import numpy as np
 
-from indexer.config import StoreSettings
 from indexer.errors import (
     ModelMismatchError,
     QueryError,
@@ -29,18 +27,7 @@ from indexer.errors import (
     StoreNotFoundError,
     StoreReadOnlyError,
 )
-from indexer.schema import ModelIdentity
-
-MEMORY_LOCATION = ":memory:"
-
-POINT_ID_LIMIT = 2**64
-"""Point ids are unsigned 64-bit integers: ids outside ``[0, POINT_ID_LIMIT)`` name no point."""
-
-
-def storable_ids(ids: Sequence[int]) -> list[int]:
-    """The ids a point can have, in order; the others cannot be in any collection."""
-    return [int(i) for i in ids if 0 <= int(i) < POINT_ID_LIMIT]
-
+from indexer.schema import ModelIdentity, is_point_id
 
 DOCUMENT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 """Names of documents kept with a collection (:meth:`VectorStore.write_document`)."""
@@ -91,11 +78,15 @@ class PayloadFilter:
         return self == PayloadFilter()
 
     def check_numbers(self) -> None:
-        """Refuse bounds that are not finite numbers (a NaN in a range panics Qdrant Edge).
+        """Refuse bounds that are not finite numbers (a NaN in a range panics Qdrant Edge),
+        and ids that cannot name a point (:data:`indexer.schema.POINT_ID_LIMIT`).
 
         Raises:
-            QueryError: A bound is NaN, infinite, or beyond 64 bits.
+            QueryError: A bound is NaN, infinite, or beyond 64 bits; an id is out of range.
         """
+        for value in self.ids:
+            if not is_point_id(value):
+                raise QueryError(f"filter ids must be from 0 to 2**64 - 1, not {value!r}")
         for name in ("mtime_min", "mtime_max", "size_min", "size_max"):
             value = getattr(self, name)
             if value is None:
@@ -268,6 +259,14 @@ class VectorStore(abc.ABC):
 
     # -- lifecycle -----------------------------------------------------------------------------
 
+    def hold(self) -> None:  # noqa: B027 - only the embedded store has anything to hold
+        """Take what a writer needs before it writes, even before a collection exists: an
+        embedded store locks its folder (one writer per folder). Other backends need nothing.
+
+        Raises:
+            StoreLockedError: Another process has this store open.
+        """
+
     def optimize(self) -> bool:
         """Build or refresh the search index where the backend needs it; True if work was done."""
         return False
@@ -290,51 +289,8 @@ class VectorStore(abc.ABC):
         self.close()
 
 
-def is_engine_panic(exc: BaseException) -> bool:
-    """True for a Rust panic surfacing from a native store engine (``pyo3_runtime.PanicException``,
-    a BaseException, so that ``except Exception`` does not catch it)."""
-    kind = type(exc)
-    return kind.__name__ == "PanicException" or kind.__module__ == "pyo3_runtime"
-
-
 def check_document_name(name: str) -> str:
     """Return ``name`` if it may name a document, else raise StoreError."""
     if not DOCUMENT_NAME.match(name):
         raise StoreError(f"invalid document name {name!r}: use letters, digits, '_' and '-'")
     return name
-
-
-def open_store(settings: StoreSettings) -> VectorStore:
-    """Open the store named by ``settings.location``.
-
-    Args:
-        settings: Location, collection name and server credentials.
-
-    Returns:
-        An open :class:`VectorStore`; close it (or use ``with``) when done. An embedded
-        store that this user may not write opens for reading (``read_only``).
-
-    Raises:
-        StoreError: The store cannot be opened.
-        StoreLockedError: An embedded store is open in another process.
-        DiskSpaceError: Too little free disk space to open an embedded store safely.
-    """
-    location = settings.location.strip()
-    if location == MEMORY_LOCATION or location.startswith(("http://", "https://")):
-        from indexer.qdrant_store import QdrantClientStore
-
-        return QdrantClientStore(
-            location,
-            collection=settings.collection,
-            api_key=settings.api_key,
-            timeout=settings.timeout,
-            scale=settings.scale,
-        )
-    if "://" in location:
-        raise StoreError(
-            f"unsupported store location {location!r}: use a folder, "
-            f"{MEMORY_LOCATION} or an http(s):// URL"
-        )
-    from indexer.edge_store import EdgeStore
-
-    return EdgeStore(location, scale=settings.scale, reserve_free_mb=settings.reserve_free_mb)

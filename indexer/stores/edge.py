@@ -8,9 +8,10 @@ A store folder holds::
     shard/          the Qdrant Edge shard (segments, WAL, HNSW index after optimize())
     parquet/        Parquet shards of the embeddings (written by the indexer)
 
-Qdrant Edge allows one process per shard, and a second ``EdgeShard.load`` on an open shard not
-only fails but can damage its payload index; the lock file turns that into a clean
-:class:`StoreLockedError` before Qdrant Edge is touched.
+Qdrant Edge allows one process per shard: the folder's lock
+(:mod:`indexer.stores.folder_lock`) turns a second opener into a clean
+:class:`StoreLockedError` before Qdrant Edge is touched. The shard's layout comes from the scale
+settings (:mod:`indexer.stores.edge_layout`).
 
 Creating a store survives a kill at any moment: under the lock, the shard is built in a
 temporary folder (``.shard-new-*``), renamed to ``shard/``, and only then is ``anyshot.json``
@@ -20,7 +21,7 @@ repaired by the next process that opens or creates the store.
 
 A store this user may not write (a read-only mount, or files of another user) opens for reading:
 Qdrant Edge cannot open files it may not write, so the shard is searched through a private copy
-in the temporary folder, removed on close (see :mod:`indexer.shard_copy`).
+in the temporary folder, removed on close (see :mod:`indexer.stores.shard_copy`).
 
 Before opening, creating and each write, free disk space is checked (:mod:`indexer.disk_space`):
 Qdrant Edge's memory-mapped writes crash the process with SIGBUS on a full disk.
@@ -28,7 +29,6 @@ Qdrant Edge's memory-mapped writes crash the process with SIGBUS on a full disk.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -52,39 +52,47 @@ from indexer.disk_space import (
     batch_bytes,
     check_free_space,
 )
-from indexer.errors import ModelMismatchError, StoreError, StoreLockedError
-from indexer.schema import INDEXED_PAYLOAD_KEYS, VECTOR_NAME, ModelIdentity
-from indexer.shard_copy import alive, copy_tree, make_copy_folder, remove_copy
-from indexer.store import (
+from indexer.errors import ModelMismatchError, StoreError
+from indexer.schema import INDEXED_PAYLOAD_KEYS, VECTOR_NAME, ModelIdentity, storable_ids
+from indexer.stores.edge_layout import (
+    EDGE_CONFIG_FILE,
+    PAYLOAD_SCHEMA,
+    edge_config,
+    read_edge_layout,
+    search_params,
+)
+from indexer.stores.filter_translation import FilterConstructors, translate_filter
+from indexer.stores.folder_lock import lock_for_reading, lock_for_writing
+from indexer.stores.interface import (
     PayloadFilter,
     ScoredPoint,
     StoredPoint,
     StoreInfo,
     VectorStore,
     check_document_name,
-    is_engine_panic,
-    storable_ids,
 )
+from indexer.stores.native_errors import is_engine_panic
+from indexer.stores.shard_copy import copy_tree, make_copy_folder, remove_copy
 
 METADATA_FILE = "anyshot.json"
-LOCK_FILE = "anyshot.lock"
 SHARD_DIR = "shard"
 NEW_SHARD_PREFIX = ".shard-new-"
 """A shard being created is built in ``.shard-new-<pid>-<random>`` and renamed into place."""
 DOCUMENTS_DIR = "documents"
 FORMAT_VERSION = 1
-EDGE_CONFIG_FILE = "edge_config.json"
-"""Where Qdrant Edge persists a shard's configuration (read for :meth:`EdgeStore.info`)."""
-FULL_SCAN_THRESHOLD_KB = 10_000
-"""Below this many kilobytes of vectors a segment is searched exactly (Qdrant's default)."""
 
 logger = logging.getLogger(__name__)
 
-_PAYLOAD_SCHEMA = {
-    "keyword": qe.PayloadSchemaType.Keyword,
-    "integer": qe.PayloadSchemaType.Integer,
-    "float": qe.PayloadSchemaType.Float,
-}
+EDGE_FILTERS: FilterConstructors[Any, qe.Filter] = FilterConstructors(
+    prefix=lambda key, text: qe.FieldCondition(key=key, match=qe.MatchPrefix(text)),
+    any_of=lambda key, values: qe.FieldCondition(key=key, match=qe.MatchAny(values)),
+    between=lambda key, low, high: qe.FieldCondition(
+        key=key, range=qe.RangeFloat(gte=low, lte=high)
+    ),
+    has_id=lambda ids: qe.HasIdCondition(set(ids)),
+    all_of=lambda conditions: qe.Filter(must=conditions),
+)
+"""How Qdrant Edge says each filter condition (see :mod:`indexer.stores.filter_translation`)."""
 
 
 class EdgeStore(VectorStore):
@@ -116,7 +124,7 @@ class EdgeStore(VectorStore):
         super().__init__(str(location))
         self.scale = scale or ScaleSettings()
         self.reserve_bytes = reserve_free_mb * MIB
-        self._search_params = _search_params(self.scale)
+        self._search_params = search_params(self.scale)
         self.root = Path(location).expanduser().absolute()
         self._lock_fd: int | None = None
         self._shard: qe.EdgeShard | None = None
@@ -139,57 +147,10 @@ class EdgeStore(VectorStore):
     # -- opening -------------------------------------------------------------------------------
 
     def _lock(self) -> None:
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(
-                f"cannot create the store folder {self.root}: {exc.strerror or exc}"
-            ) from exc
-        path = self.root / LOCK_FILE
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except PermissionError:
-            # Another user's lock file in a folder we may write: it still locks.
-            fd = self._open_lock_file_for_reading(path)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise self._locked_error(fd) from None
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
-        except OSError:
-            pass  # a lock file opened for reading: it locks, without our pid in it
-        self._lock_fd = fd
+        self._lock_fd = lock_for_writing(self.root)
 
     def _lock_for_reading(self) -> None:
-        """Take the lock shared: readers exclude a writer, not each other."""
-        path = self.root / LOCK_FILE
-        if not path.is_file():
-            return  # no writer has ever held this store, and none can create the file
-        fd = self._open_lock_file_for_reading(path)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise self._locked_error(fd) from None
-        self._lock_fd = fd
-
-    def _open_lock_file_for_reading(self, path: Path) -> int:
-        try:
-            return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise StoreError(f"cannot open the lock file {path}: {exc.strerror or exc}") from exc
-
-    def _locked_error(self, fd: int) -> StoreLockedError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-        os.close(fd)
-        # Readers of a read-only store cannot write their pid: the file may name a writer
-        # that is gone.
-        shown = f"pid {holder}" if holder.isdigit() and alive(int(holder)) else "pid ?"
-        return StoreLockedError(
-            f"{self.root} is open in another process ({shown}); Qdrant Edge allows one "
-            f"process per store: stop it, or query it through its HTTP API"
-        )
+        self._lock_fd = lock_for_reading(self.root)
 
     def hold(self) -> None:
         """Take the store's lock now, even before a collection exists.
@@ -312,7 +273,7 @@ class EdgeStore(VectorStore):
                 "create the shard",
                 qe.EdgeShard.create,
                 str(building),
-                _edge_config(identity, self.scale),
+                edge_config(identity, self.scale),
             )
             try:
                 indexed = INDEXED_PAYLOAD_KEYS if self.scale.payload_indexes else {}
@@ -320,7 +281,7 @@ class EdgeStore(VectorStore):
                     self._call(
                         f"index payload key {key}",
                         shard.update,
-                        qe.UpdateOperation.create_field_index(key, _PAYLOAD_SCHEMA[kind]),
+                        qe.UpdateOperation.create_field_index(key, PAYLOAD_SCHEMA[kind]),
                     )
                 self._call("flush the new shard", shard.flush)
             finally:
@@ -441,7 +402,7 @@ class EdgeStore(VectorStore):
                 np.asarray(vector, dtype=np.float32).tolist(), using=VECTOR_NAME
             ),
             with_payload=True,
-            filter=_edge_filter(where),
+            filter=translate_filter(where, EDGE_FILTERS),
             score_threshold=score_threshold,
             params=self._search_params,
         )
@@ -476,7 +437,7 @@ class EdgeStore(VectorStore):
             request = qe.ScrollRequest(
                 offset=offset,
                 limit=batch_size,
-                filter=_edge_filter(where),
+                filter=translate_filter(where, EDGE_FILTERS),
                 with_payload=True,
                 with_vector=with_vectors,
             )
@@ -493,7 +454,7 @@ class EdgeStore(VectorStore):
             self._call(
                 "count points",
                 self._shard.count,
-                qe.CountRequest(exact=True, filter=_edge_filter(where)),
+                qe.CountRequest(exact=True, filter=translate_filter(where, EDGE_FILTERS)),
             )
         )
 
@@ -556,7 +517,7 @@ class EdgeStore(VectorStore):
         if self._shard is not None:
             shard_info = self._call("read shard info", self._shard.info)
             points, indexed = shard_info.points_count, shard_info.indexed_vectors_count
-            extra = _edge_layout(self.root / SHARD_DIR) | {
+            extra = read_edge_layout(self.root / SHARD_DIR) | {
                 "payload_indexes": sorted(shard_info.payload_schema)
             }
         if self.read_only:
@@ -634,103 +595,8 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def _edge_config(identity: ModelIdentity, scale: ScaleSettings) -> qe.EdgeConfig:
-    """The shard layout for ``scale``: Qdrant Edge's equivalents of a server collection's."""
-    if scale.shard_number not in (None, 1) or scale.replication_factor not in (None, 1):
-        logger.warning(
-            "shard_number and replication_factor apply to a Qdrant server; an embedded store "
-            "has one shard"
-        )
-    return qe.EdgeConfig(
-        vectors={
-            VECTOR_NAME: qe.EdgeVectorParams(
-                size=identity.dim,
-                distance=qe.Distance.Cosine,
-                memory=qe.Memory.Cold if scale.on_disk_vectors else qe.Memory.Cached,
-            )
-        },
-        payload_memory=qe.Memory.Cold if scale.on_disk_payload else qe.Memory.Cached,
-        hnsw_config=qe.HnswIndexConfig(
-            m=scale.hnsw_m,
-            ef_construct=scale.hnsw_ef_construct,
-            full_scan_threshold=FULL_SCAN_THRESHOLD_KB,
-        ),
-        quantization_config=_edge_quantization(scale),
-        optimizers=(
-            None
-            if scale.indexing_threshold is None
-            else qe.EdgeOptimizersConfig(indexing_threshold=scale.indexing_threshold)
-        ),
-    )
-
-
-def _edge_layout(shard_dir: Path) -> dict[str, Any]:
-    """The shard's layout, from the configuration Qdrant Edge keeps beside it (best effort)."""
-    try:
-        config = json.loads((shard_dir / EDGE_CONFIG_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-    vector = config.get("vectors", {}).get(VECTOR_NAME, {})
-    hnsw = config.get("hnsw_config") or {}
-    return {
-        # Qdrant Edge's defaults: vectors cached in RAM, payload cold on disk.
-        "on_disk_vectors": vector.get("memory", "cached") == "cold",
-        "on_disk_payload": config.get("payload_memory", "cold") == "cold",
-        "quantization": next(iter(config.get("quantization_config") or {}), "none"),
-        "hnsw_m": hnsw.get("m"),
-        "hnsw_ef_construct": hnsw.get("ef_construct"),
-    }
-
-
-def _edge_quantization(scale: ScaleSettings) -> Any:
-    # Not always in RAM: placed like the vectors they compress, as on a server.
-    memory = qe.Memory.Cached if scale.quantization_always_ram else None
-    if scale.quantization == "scalar":
-        return qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99, memory=memory)
-    if scale.quantization == "binary":
-        return qe.BinaryQuantizationConfig(memory=memory)
-    return None
-
-
-def _search_params(scale: ScaleSettings) -> qe.SearchParams:
-    return qe.SearchParams(
-        hnsw_ef=scale.hnsw_ef,
-        quantization=qe.QuantizationSearchParams(
-            rescore=scale.quantization_rescore, oversampling=scale.quantization_oversampling
-        ),
-    )
-
-
 def _stored(record: Any, with_vectors: bool) -> StoredPoint:
     vector = None
     if with_vectors and record.vector is not None:
         vector = np.asarray(record.vector[VECTOR_NAME], dtype=np.float32)
     return StoredPoint(int(record.id), dict(record.payload or {}), vector)
-
-
-def _edge_filter(where: PayloadFilter | None) -> qe.Filter | None:
-    if where is None or where.is_empty():
-        return None
-    where.check_numbers()
-    must: list[Any] = []
-    if where.uri_prefix:
-        must.append(qe.FieldCondition(key="uri", match=qe.MatchPrefix(where.uri_prefix)))
-    if where.formats:
-        must.append(qe.FieldCondition(key="format", match=qe.MatchAny(list(where.formats))))
-    if where.tags:
-        must.append(qe.FieldCondition(key="tags", match=qe.MatchAny(list(where.tags))))
-    if where.mtime_min is not None or where.mtime_max is not None:
-        must.append(
-            qe.FieldCondition(
-                key="mtime", range=qe.RangeFloat(gte=where.mtime_min, lte=where.mtime_max)
-            )
-        )
-    if where.size_min is not None or where.size_max is not None:
-        must.append(
-            qe.FieldCondition(
-                key="size", range=qe.RangeFloat(gte=where.size_min, lte=where.size_max)
-            )
-        )
-    if where.ids:
-        must.append(qe.HasIdCondition({int(i) for i in where.ids}))
-    return qe.Filter(must=must)

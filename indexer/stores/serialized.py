@@ -16,7 +16,13 @@ from typing import Any
 import numpy as np
 
 from indexer.schema import ModelIdentity
-from indexer.store import PayloadFilter, ScoredPoint, StoredPoint, StoreInfo, VectorStore
+from indexer.stores.interface import (
+    PayloadFilter,
+    ScoredPoint,
+    StoredPoint,
+    StoreInfo,
+    VectorStore,
+)
 
 
 class SerializedStore(VectorStore):
@@ -125,6 +131,10 @@ class SerializedStore(VectorStore):
     def set_payload(self, ids: Sequence[int], payload: dict[str, Any]) -> None:
         with self._lock:
             self.inner.set_payload(ids, payload)
+
+    def hold(self) -> None:
+        with self._lock:
+            self.inner.hold()
 
     def optimize(self) -> bool:
         with self._lock:

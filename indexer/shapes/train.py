@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python -m indexer.models.train_tiny --out indexer/models/anyshot-tiny --seed 0 --threads 1
+    python -m indexer.shapes.train --out indexer/shapes/anyshot-tiny --seed 0 --threads 1
 
 The script draws a training set of the ``train`` split (no held-out shape × colour pair ever
 appears), renders it into memory at 64 px and resizes it to the model's input size exactly as
@@ -45,7 +45,7 @@ from open_clip.loss import ClipLoss
 from PIL import Image
 from safetensors.torch import save_file
 
-from indexer import synthetic
+from indexer.shapes import synthetic
 
 RENDER_SIZE = 64  # what bench/eval_tiny.py and the demo collection render
 MEAN = (0.48145466, 0.4578275, 0.40821073)  # open_clip's OPENAI_DATASET_MEAN / _STD

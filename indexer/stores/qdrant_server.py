@@ -18,18 +18,18 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from indexer.config import ScaleSettings
 from indexer.errors import StoreError
-from indexer.schema import INDEXED_PAYLOAD_KEYS, VECTOR_NAME, ModelIdentity
-from indexer.store import (
-    MEMORY_LOCATION,
+from indexer.schema import INDEXED_PAYLOAD_KEYS, VECTOR_NAME, ModelIdentity, storable_ids
+from indexer.stores.filter_translation import FilterConstructors, translate_filter
+from indexer.stores.interface import (
     PayloadFilter,
     ScoredPoint,
     StoredPoint,
     StoreInfo,
     VectorStore,
     check_document_name,
-    is_engine_panic,
-    storable_ids,
 )
+from indexer.stores.location import MEMORY_LOCATION
+from indexer.stores.native_errors import is_engine_panic
 
 METADATA_KEY = "anyshot"
 DOCUMENT_KEY = "anyshot_document_{}"
@@ -42,6 +42,17 @@ _PAYLOAD_SCHEMA = {
     "integer": models.PayloadSchemaType.INTEGER,
     "float": models.PayloadSchemaType.FLOAT,
 }
+
+CLIENT_FILTERS: FilterConstructors[Any, models.Filter] = FilterConstructors(
+    prefix=lambda key, text: models.FieldCondition(key=key, match=models.MatchPrefix(prefix=text)),
+    any_of=lambda key, values: models.FieldCondition(key=key, match=models.MatchAny(any=values)),
+    between=lambda key, low, high: models.FieldCondition(
+        key=key, range=models.Range(gte=low, lte=high)
+    ),
+    has_id=lambda ids: models.HasIdCondition(has_id=ids),
+    all_of=lambda conditions: models.Filter(must=conditions),
+)
+"""How qdrant-client says each filter condition (see :mod:`indexer.stores.filter_translation`)."""
 
 
 class QdrantClientStore(VectorStore):
@@ -72,9 +83,10 @@ class QdrantClientStore(VectorStore):
         self.collection = collection
         self.scale = scale or ScaleSettings()
         # Local mode searches exactly and warns at each query that search parameters do nothing.
-        self._search_params = None if location == MEMORY_LOCATION else _search_params(self.scale)
+        self.in_memory = location == MEMORY_LOCATION
+        self._search_params = None if self.in_memory else _search_params(self.scale)
         try:
-            if location == MEMORY_LOCATION:
+            if self.in_memory:
                 self.client = QdrantClient(location=MEMORY_LOCATION)
             else:
                 self.client = QdrantClient(
@@ -127,7 +139,7 @@ class QdrantClientStore(VectorStore):
             **collection_params(identity, scale),
         )
         # Local mode ignores payload indexes, with a warning.
-        if scale.payload_indexes and self.location != MEMORY_LOCATION:
+        if scale.payload_indexes and not self.in_memory:
             for key, kind in INDEXED_PAYLOAD_KEYS.items():
                 self._call(
                     f"index payload key {key}",
@@ -183,7 +195,7 @@ class QdrantClientStore(VectorStore):
             using=VECTOR_NAME,
             limit=limit,
             offset=offset or None,
-            query_filter=_client_filter(where),
+            query_filter=translate_filter(where, CLIENT_FILTERS),
             score_threshold=score_threshold,
             search_params=self._search_params,
             with_payload=True,
@@ -224,7 +236,7 @@ class QdrantClientStore(VectorStore):
                 self.collection,
                 limit=batch_size,
                 offset=offset,
-                scroll_filter=_client_filter(where),
+                scroll_filter=translate_filter(where, CLIENT_FILTERS),
                 with_payload=True,
                 with_vectors=with_vectors,
             )
@@ -240,7 +252,7 @@ class QdrantClientStore(VectorStore):
             "count points",
             self.client.count,
             self.collection,
-            count_filter=_client_filter(where),
+            count_filter=translate_filter(where, CLIENT_FILTERS),
             exact=True,
         )
         return int(result.count)
@@ -267,7 +279,7 @@ class QdrantClientStore(VectorStore):
         score_threshold: float | None = None,
     ) -> list[list[ScoredPoint]]:
         self.require_model()
-        query_filter = _client_filter(where)
+        query_filter = translate_filter(where, CLIENT_FILTERS)
         requests = [
             models.QueryRequest(
                 query=row,
@@ -418,35 +430,3 @@ def _stored(record: Any, with_vectors: bool) -> StoredPoint:
     if with_vectors and record.vector is not None:
         vector = np.asarray(record.vector[VECTOR_NAME], dtype=np.float32)
     return StoredPoint(int(record.id), dict(record.payload or {}), vector)
-
-
-def _client_filter(where: PayloadFilter | None) -> models.Filter | None:
-    if where is None or where.is_empty():
-        return None
-    where.check_numbers()
-    must: list[Any] = []
-    if where.uri_prefix:
-        must.append(
-            models.FieldCondition(key="uri", match=models.MatchPrefix(prefix=where.uri_prefix))
-        )
-    if where.formats:
-        must.append(
-            models.FieldCondition(key="format", match=models.MatchAny(any=list(where.formats)))
-        )
-    if where.tags:
-        must.append(models.FieldCondition(key="tags", match=models.MatchAny(any=list(where.tags))))
-    if where.mtime_min is not None or where.mtime_max is not None:
-        must.append(
-            models.FieldCondition(
-                key="mtime", range=models.Range(gte=where.mtime_min, lte=where.mtime_max)
-            )
-        )
-    if where.size_min is not None or where.size_max is not None:
-        must.append(
-            models.FieldCondition(
-                key="size", range=models.Range(gte=where.size_min, lte=where.size_max)
-            )
-        )
-    if where.ids:
-        must.append(models.HasIdCondition(has_id=[int(i) for i in where.ids]))
-    return models.Filter(must=must)

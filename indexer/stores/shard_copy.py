@@ -16,6 +16,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from indexer.stores.folder_lock import process_alive
+
 COPY_PREFIX = "anyshot-readonly-"
 """Temporary folders of read-only copies are named ``anyshot-readonly-<pid>-<random>``."""
 
@@ -54,19 +56,8 @@ def remove_stale_copies() -> None:
     with contextlib.suppress(OSError):
         for folder in base.glob(f"{COPY_PREFIX}*"):
             pid_text = folder.name[len(COPY_PREFIX) :].split("-", 1)[0]
-            if pid_text.isdigit() and not alive(int(pid_text)):
+            if pid_text.isdigit() and not process_alive(int(pid_text)):
                 shutil.rmtree(folder, ignore_errors=True)
-
-
-def alive(pid: int) -> bool:
-    """True when a process with this id exists (of any user)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
 
 
 def _copy_file(source: str, target: Path) -> None:
