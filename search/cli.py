@@ -470,16 +470,25 @@ def load_command(folder: str, store: str | None, trust: tuple[str, ...], as_json
             click.echo(f"rejected {shown}: {row['reason']}")
         if report.rejected > len(report.rejected_rows):
             click.echo(f"... and {report.rejected - len(report.rejected_rows)} more rejected rows")
+        for refused in report.rejected_documents:
+            what = f"concept {refused['name']!r}" if refused["name"] else refused["document"]
+            click.echo(f"rejected {what}: {refused['reason']}")
+        concepts = f" and {len(report.concepts)} concepts" if report.concepts else ""
         click.echo(
-            f"loaded {report.loaded} rows; rejected {report.rejected} rows and "
+            f"loaded {report.loaded} rows{concepts}; rejected {report.rejected} rows and "
             f"{len(report.bad_shards)} of {report.shards} shards; "
             f"the store holds {report.points} images"
         )
     if not report.complete:
-        where = "rejected_rows and bad_shards in the JSON above" if as_json else "the lines above"
+        documents = len(report.rejected_documents)
+        kinds = "rejected_rows and bad_shards"
+        if documents:
+            kinds = "rejected_rows, bad_shards and rejected_documents"
+        where = f"{kinds} in the JSON above" if as_json else "the lines above"
+        also = f" and {documents} concepts or documents" if documents else ""
         click.secho(
-            f"error: {report.rejected} rows and {len(report.bad_shards)} shards of {folder} "
-            f"were rejected (see {where}); the rest was loaded",
+            f"error: {report.rejected} rows and {len(report.bad_shards)} shards{also} of "
+            f"{folder} were rejected (see {where}); the rest was loaded",
             fg="red",
             err=True,
         )
