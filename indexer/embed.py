@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -116,7 +117,7 @@ class Embedder:
             )
             self._tokenizer = open_clip.get_tokenizer(self.source.open_clip_name)
         except Exception as exc:  # open_clip raises RuntimeError, ValueError, OSError, ...
-            raise ModelError(f"cannot load model {self.source.name}: {exc}") from exc
+            raise ModelError(describe_load_failure(self.source, exc)) from exc
         model.eval()
         self.model = model.to(device=self.runtime.device, dtype=self.runtime.dtype)
         self.preprocess: Callable[[Image.Image], torch.Tensor] = preprocess
@@ -246,6 +247,80 @@ class Embedder:
                 features = encode(batch).float()
                 chunks.append(torch.nn.functional.normalize(features, dim=-1).cpu().numpy())
         return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+def describe_load_failure(source: ModelSource, exc: BaseException) -> str:
+    """One line on why open_clip could not build a model.
+
+    A checkpoint of another architecture makes open_clip fail on the first parameter it
+    cannot fit, or makes torch list every missing, unexpected and mis-shaped parameter over
+    hundreds of lines; this compares the checkpoint with the architecture instead, counts the
+    differences and shows one of each.
+
+    Args:
+        source: The model that was being loaded.
+        exc: What open_clip raised.
+    """
+    checkpoint = source.open_clip_pretrained
+    if checkpoint and Path(checkpoint).is_file():
+        differences = checkpoint_differences(source.open_clip_name, Path(checkpoint))
+        if differences:
+            return (
+                f"{Path(checkpoint).name} does not fit {source.open_clip_name}: "
+                f"{'; '.join(differences)}: pass the --model these weights were trained as"
+            )
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    return f"cannot load model {source.name}: {first or type(exc).__name__}"
+
+
+def checkpoint_differences(architecture: str, checkpoint: Path) -> list[str]:
+    """How a checkpoint's parameters differ from an open_clip architecture's.
+
+    Returns:
+        Phrases such as ``"12 missing keys (e.g. visual.proj)"``; empty when they fit or
+        when the checkpoint cannot be read.
+    """
+    import open_clip
+
+    try:
+        stored = _checkpoint_shapes(checkpoint)
+        # open_clip warns that this bare architecture has no weights: true, and beside the point
+        logging.disable(logging.WARNING)
+        try:
+            model = open_clip.create_model(architecture, pretrained=None)
+        finally:
+            logging.disable(logging.NOTSET)
+        expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    except Exception:  # an unreadable checkpoint: open_clip's own message says more
+        return []
+    stored = {key.removeprefix("module."): shape for key, shape in stored.items()}
+    missing = sorted(expected.keys() - stored.keys())
+    unexpected = sorted(stored.keys() - expected.keys())
+    mismatched = sorted(k for k in expected.keys() & stored.keys() if expected[k] != stored[k])
+    differences = []
+    if missing:
+        differences.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+    if unexpected:
+        differences.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+    if mismatched:
+        name = mismatched[0]
+        differences.append(
+            f"{len(mismatched)} shape mismatches (e.g. {name}: {list(stored[name])} in the "
+            f"checkpoint, {list(expected[name])} in the model)"
+        )
+    return differences
+
+
+def _checkpoint_shapes(checkpoint: Path) -> dict[str, tuple[int, ...]]:
+    if checkpoint.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(checkpoint), framework="pt") as opened:
+            return {key: tuple(opened.get_slice(key).get_shape()) for key in opened.keys()}  # noqa: SIM118 - not a dict
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    return {key: tuple(value.shape) for key, value in state.items() if hasattr(value, "shape")}
 
 
 def trimmed_text_encoder(

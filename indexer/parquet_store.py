@@ -70,6 +70,7 @@ def parquet_schema(identity: ModelIdentity) -> pa.Schema:
         pa.field("height", pa.int32()),
         pa.field("format", pa.string()),
         pa.field("tags", pa.list_(pa.string())),
+        pa.field("tag_scores", pa.map_(pa.string(), pa.float64())),
         pa.field("embedding", pa.list_(pa.float32(), identity.dim), nullable=False),
     ]
     metadata = {
@@ -79,7 +80,20 @@ def parquet_schema(identity: ModelIdentity) -> pa.Schema:
     return pa.schema(fields, metadata=metadata)
 
 
-PAYLOAD_COLUMNS = ("uri", "size", "mtime", "sha256", "width", "height", "format", "tags")
+PAYLOAD_COLUMNS = (
+    "uri",
+    "size",
+    "mtime",
+    "sha256",
+    "width",
+    "height",
+    "format",
+    "tags",
+    "tag_scores",
+)
+"""Payload keys with a column; ``tag_scores`` (label → probability, from ``anyshot tag``) is a
+map column, missing from shards of older versions."""
+MAP_COLUMNS = ("tag_scores",)
 
 
 @dataclass(frozen=True)
@@ -262,12 +276,18 @@ def read_shard(path: str | os.PathLike[str], *, max_bytes: int = MAX_SHARD_BYTES
         model=model,
         ids=ids.to_numpy(zero_copy_only=False).astype(np.uint64),
         vectors=_embedding_values(table),
-        payloads=[
-            {k: v for k, v in row.items() if v is not None}
-            for row in table.select(present).to_pylist()
-        ],
+        payloads=[_payload(row) for row in table.select(present).to_pylist()],
         checksum=checksum,
     )
+
+
+def _payload(row: dict[str, Any]) -> dict[str, Any]:
+    """A row's payload: no empty values, map columns (read as key-value pairs) as dicts."""
+    payload = {k: v for k, v in row.items() if v is not None}
+    for name in MAP_COLUMNS:
+        if name in payload:
+            payload[name] = dict(payload[name])
+    return payload
 
 
 def _check_columns(path: str | os.PathLike[str], table: pa.Table, model: ModelIdentity) -> None:

@@ -9,7 +9,8 @@ what an index run on this machine would have stored, or it is rejected with a re
 - ``id``: exactly :func:`indexer.schema.point_id` of the uri, once per shard;
 - ``embedding``: finite numbers of unit norm (within :data:`NORM_TOLERANCE`), as the models
   make them;
-- payload: sizes, times and texts of sane types and lengths.
+- payload: sizes, times, texts, tags and tag scores (probabilities) of sane types and
+  lengths.
 
 A uri that passes is still only a claim: the HTTP API serves an image only from the folders
 and origins the store trusts (:mod:`indexer.trusted_roots`), which ``load`` never widens
@@ -159,6 +160,20 @@ def payload_refusal(payload: dict[str, Any]) -> str | None:
             return f"tags is not a list of at most {MAX_TAGS} texts"
         if not all(isinstance(tag, str) and len(tag) <= MAX_TAG_CHARS for tag in tags):
             return f"a tag is not a text of at most {MAX_TAG_CHARS} characters"
+    return tag_scores_refusal(payload.get("tag_scores"))
+
+
+def tag_scores_refusal(scores: Any) -> str | None:
+    """Why ``tag_scores`` (label → probability) may not be stored, or None if it may."""
+    if scores is None:
+        return None
+    if not isinstance(scores, dict) or len(scores) > MAX_TAGS:
+        return f"tag_scores is not a map of at most {MAX_TAGS} labels"
+    for label, score in scores.items():
+        if not isinstance(label, str) or len(label) > MAX_TAG_CHARS:
+            return f"a tag_scores label is not a text of at most {MAX_TAG_CHARS} characters"
+        if not _is_number(score) or not 0.0 <= score <= 1.0:
+            return f"tag score {score!r} of {label[:50]!r} is not a probability"
     return None
 
 

@@ -8,8 +8,12 @@ A snapshot may come from anywhere, so loading trusts nothing in it: each shard m
 integrity checks (:func:`indexer.parquet_store.read_shard`) and be of the store's model, else
 it is a bad shard, reported and skipped; each row of a good shard must pass the row checks of
 :mod:`indexer.shard_checks`, else it is rejected with a reason. The good ones are loaded.
-Neither direction carries the store's trusted roots (:mod:`indexer.trusted_roots`): only
-``trust`` given to :func:`load_collection` (``anyshot load --trust``) adds to them.
+The collection's registered concepts travel beside the shards, in ``documents.json``
+(:mod:`indexer.snapshot_documents`), and go through the same kind of checks: a concept of the
+wrong dimension or with non-finite vectors is reported and never stored. Tags and their
+scores travel in the shards' payload columns. Neither direction carries the store's trusted
+roots (:mod:`indexer.trusted_roots`): only ``trust`` given to :func:`load_collection`
+(``anyshot load --trust``) adds to them.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from indexer.errors import ParquetError
 from indexer.parquet_store import ParquetShardWriter, ShardError, list_shards, read_shard
 from indexer.progress import ProgressCallback
 from indexer.shard_checks import check_rows
+from indexer.snapshot_documents import DOCUMENTS_FILE, add_concepts, read_documents, write_documents
 from indexer.stores.interface import VectorStore
 from indexer.trusted_roots import root_of, trust_roots
 
@@ -48,6 +53,9 @@ class LoadReport:
             with row checks only.
         points: Points in the store afterwards.
         trusted: The store's trusted roots afterwards (when ``trust`` was given).
+        concepts: Names of the concepts taken from the snapshot's ``documents.json``.
+        rejected_documents: Concepts and documents of the snapshot refused: ``{document,
+            name, reason}`` (``name`` is the concept's, or None for a whole document).
     """
 
     loaded: int = 0
@@ -58,11 +66,13 @@ class LoadReport:
     unchecked_shards: int = 0
     points: int = 0
     trusted: list[str] = field(default_factory=list)
+    concepts: list[str] = field(default_factory=list)
+    rejected_documents: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
-        """True when every shard and every row was taken."""
-        return not self.rejected and not self.bad_shards
+        """True when every shard, every row and every concept was taken."""
+        return not self.rejected and not self.bad_shards and not self.rejected_documents
 
     def to_dict(self) -> dict[str, Any]:
         """The report as a JSON-ready dict."""
@@ -76,19 +86,20 @@ def export_collection(
     batch_size: int = 10_000,
     progress: ProgressCallback | None = None,
 ) -> int:
-    """Write every point of ``store`` (vector and payload) as Parquet shards into ``folder``.
+    """Write every point of ``store`` (vector and payload, tags and tag scores included) as
+    Parquet shards into ``folder``, and its concepts into ``folder/documents.json``.
 
-    Only points go out: no document of the store (concepts, trusted roots) is written.
+    The store's trusted roots are never written.
 
     Returns:
         The number of points written.
 
     Raises:
         StoreNotFoundError: The store holds no collection.
-        ParquetError: The folder already holds shards, or cannot be written.
+        ParquetError: The folder already holds a snapshot, or cannot be written.
     """
     identity = store.require_model()
-    if list_shards(folder):
+    if list_shards(folder) or os.path.lexists(os.path.join(folder, DOCUMENTS_FILE)):
         raise ParquetError(f"{folder} already holds Parquet shards: export into an empty folder")
     writer = ParquetShardWriter(folder, identity)
     total = store.count()
@@ -115,6 +126,10 @@ def export_collection(
             flush()
     if ids:
         flush()
+    try:
+        write_documents(store, folder)
+    except OSError as exc:
+        raise ParquetError(f"cannot write {DOCUMENTS_FILE} in {folder}: {exc}") from exc
     return written
 
 
@@ -125,7 +140,8 @@ def load_collection(
     trust: Iterable[str] = (),
     progress: ProgressCallback | None = None,
 ) -> LoadReport:
-    """Upsert the good rows of the good shards of ``folder`` into ``store``.
+    """Upsert the good rows of the good shards of ``folder`` into ``store``, and add the
+    snapshot's good concepts to the store's.
 
     Args:
         folder: A folder of ``part-*.parquet`` shards (``anyshot export``, a store's
@@ -200,6 +216,9 @@ def load_collection(
     if report.loaded:
         store.optimize()
         store.flush()
+    documents = read_documents(folder, store.model())
+    report.rejected_documents = documents.rejected
+    report.concepts = add_concepts(store, documents.concepts)
     if roots and store.model() is not None:
         report.trusted = list(trust_roots(store, roots))
     report.points = store.count()

@@ -146,10 +146,7 @@ def resolve_model(
             raise ModelError(f"{folder}: no such folder (from --model {name})")
         return _local_dir_source(name, folder)
     if name.startswith(HF_HUB_PREFIX):
-        _require_reachable("huggingface.co", name, None, timeout)
-        return ModelSource(
-            name=name, pretrained=None, open_clip_name=name, open_clip_pretrained=None
-        )
+        return _hf_hub_source(name, cache_dir, timeout)
 
     arch = name.replace("/", "-")
     if arch not in open_clip.list_models():
@@ -167,7 +164,13 @@ def resolve_model(
     if _looks_like_path(pretrained) or Path(pretrained).is_file():
         weights = Path(pretrained).expanduser().resolve()
         if not weights.is_file():
-            raise ModelError(f"{weights}: no such checkpoint file (from --pretrained)")
+            hint = (
+                "; a collection built from a local checkpoint records only its file name: "
+                "pass --pretrained with the file's full path"
+                if os.sep not in pretrained
+                else ""
+            )
+            raise ModelError(f"{weights}: no such checkpoint file (from --pretrained){hint}")
         return ModelSource(
             name=name,
             pretrained=str(weights),
@@ -194,7 +197,9 @@ def resolve_model(
             weights_file=cached,
         )
     host = "huggingface.co" if cfg.get("hf_hub") else urlparse(cfg.get("url", "")).hostname
-    _require_reachable(host or "huggingface.co", arch, pretrained, timeout)
+    _require_reachable(
+        host or "huggingface.co", f"{arch}/{pretrained}", _tag_advice(arch, cfg, cache_dir), timeout
+    )
     return ModelSource(
         name=name,
         pretrained=pretrained,
@@ -202,6 +207,34 @@ def resolve_model(
         open_clip_pretrained=pretrained,
         preprocess=preprocess,
     )
+
+
+def hub_weights_file(cfg: dict[str, Any]) -> tuple[str, str]:
+    """The Hugging Face repo and weights file open_clip fetches for a pretrained config.
+
+    open_clip reads ``hf_hub`` as ``org/repo/`` (then ``open_clip_pytorch_model.bin``) or
+    ``org/repo/FILE``, and asks for the ``.safetensors`` twin of a ``.bin`` first.
+
+    Returns:
+        ``(repo_id, file name)``, the file being the one open_clip tries first.
+    """
+    hub = cfg.get("hf_hub", "")
+    repo_id = "/".join(hub.split("/")[:2])
+    filename = hub[len(repo_id) + 1 :] or "open_clip_pytorch_model.bin"
+    if filename == "open_clip_pytorch_model.bin":
+        return repo_id, "open_clip_model.safetensors"
+    if filename.endswith((".bin", ".pth")):
+        return repo_id, filename[:-4] + ".safetensors"
+    return repo_id, filename
+
+
+def hub_cache_dir(cache_dir: Path | None) -> Path:
+    """The Hugging Face cache anyshot and open_clip look in (``HF_HUB_CACHE``, ``HF_HOME``)."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
 
 
 def _cached_weights(cfg: dict[str, Any], cache_dir: Path | None) -> Path | None:
@@ -214,12 +247,7 @@ def _cached_weights(cfg: dict[str, Any], cache_dir: Path | None) -> Path | None:
             return None
         repo_id = "/".join(hub.split("/")[:2])
         filename = hub[len(repo_id) + 1 :] or "open_clip_pytorch_model.bin"
-        stem = filename.rsplit(".", 1)[0]
-        candidates = [
-            f"{stem}.safetensors".replace("pytorch_model", "model"),
-            f"{stem}.safetensors",
-            filename,
-        ]
+        candidates = dict.fromkeys([hub_weights_file(cfg)[1], filename])
         for candidate in candidates:
             found = try_to_load_from_cache(
                 repo_id, candidate, cache_dir=str(cache_dir) if cache_dir else None
@@ -229,20 +257,79 @@ def _cached_weights(cfg: dict[str, Any], cache_dir: Path | None) -> Path | None:
         return None
     url = cfg.get("url", "")
     if url:
-        root = cache_dir or Path("~/.cache/clip").expanduser()
-        target = Path(root) / os.path.basename(urlparse(url).path)
+        target = _url_cache_dir(cache_dir) / os.path.basename(urlparse(url).path)
         return target if target.is_file() else None
     return None
 
 
-def _require_reachable(host: str, name: str, tag: str | None, timeout: float) -> None:
-    """Raise ModelUnavailableError at once when weights cannot be downloaded."""
-    what = f"{name}/{tag}" if tag else name
+def _url_cache_dir(cache_dir: Path | None) -> Path:
+    return Path(cache_dir).expanduser() if cache_dir else Path("~/.cache/clip").expanduser()
+
+
+def _hf_hub_source(name: str, cache_dir: Path | None, timeout: float) -> ModelSource:
+    """An ``hf-hub:REPO`` model: from the Hugging Face cache when both of its files are there
+    (loaded as an open_clip local dir, with no network), else downloaded by open_clip."""
+    repo_id = name[len(HF_HUB_PREFIX) :].strip("/")
+    snapshot = _cached_hub_snapshot(repo_id, cache_dir)
+    if snapshot is not None:
+        weights = _find_weights_in_dir(snapshot)
+        return ModelSource(
+            name=name,
+            pretrained=None,
+            open_clip_name=f"{LOCAL_DIR_PREFIX}{snapshot}",
+            open_clip_pretrained=None,
+            weights_file=weights,
+        )
+    cache = hub_cache_dir(cache_dir)
     advice = (
-        f"download the open_clip weights of {what} on a machine with network and pass "
-        f"--pretrained /path/to/open_clip_model.safetensors (with --model {name.split(':')[-1]}), "
-        f"or --model local-dir:FOLDER; --model anyshot-tiny works offline"
+        f"on a machine with network, run `hf download {repo_id} open_clip_config.json "
+        f"open_clip_model.safetensors --local-dir FOLDER`, copy FOLDER here and pass "
+        f"--model local-dir:FOLDER (the same two files from "
+        f"https://huggingface.co/{repo_id} work too); or fill the Hugging Face cache with "
+        f"`hf download ... --cache-dir {cache}` (anyshot then finds {name} in it)"
     )
+    _require_reachable("huggingface.co", name, advice, timeout)
+    return ModelSource(name=name, pretrained=None, open_clip_name=name, open_clip_pretrained=None)
+
+
+def _cached_hub_snapshot(repo_id: str, cache_dir: Path | None) -> Path | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - open_clip depends on huggingface_hub
+        return None
+    folder = str(cache_dir) if cache_dir else None
+    config = try_to_load_from_cache(repo_id, "open_clip_config.json", cache_dir=folder)
+    if not isinstance(config, str) or not os.path.isfile(config):
+        return None
+    snapshot = Path(config).parent
+    return snapshot if _find_weights_in_dir(snapshot) is not None else None
+
+
+def _tag_advice(arch: str, cfg: dict[str, Any], cache_dir: Path | None) -> str:
+    """What to download for an architecture's pretrained tag, and where it must go."""
+    if cfg.get("hf_hub"):
+        repo_id, filename = hub_weights_file(cfg)
+        cache = hub_cache_dir(cache_dir)
+        cached_as = "models--" + repo_id.replace("/", "--")
+        return (
+            f"download {filename} from the Hugging Face repo {repo_id} "
+            f"(https://huggingface.co/{repo_id}/resolve/main/{filename}, or "
+            f"`hf download {repo_id} {filename} --local-dir FOLDER`) on a machine with "
+            f"network, copy it here and pass --model {arch} --pretrained FOLDER/{filename}; "
+            f"or fill the Hugging Face cache: `hf download {repo_id} {filename} --cache-dir "
+            f"{cache}` (or copy a cache's {cached_as} folder into {cache})"
+        )
+    url = cfg.get("url", "")
+    target = _url_cache_dir(cache_dir) / os.path.basename(urlparse(url).path)
+    return (
+        f"download {url} on a machine with network and put it at {target}, or pass "
+        f"--model {arch} --pretrained /path/to/{target.name}"
+    )
+
+
+def _require_reachable(host: str, what: str, advice: str, timeout: float) -> None:
+    """Raise ModelUnavailableError at once when weights cannot be downloaded."""
+    advice = f"{advice}; --model anyshot-tiny works offline (it knows only coloured shapes)"
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
         raise ModelUnavailableError(f"{what} is not cached and HF_HUB_OFFLINE is set: {advice}")
     # getaddrinfo ignores socket timeouts, so the probe runs in a daemon thread with a deadline.

@@ -330,6 +330,8 @@ def create_app(settings: Settings | None = None, *, advertise_url: str | None = 
         version="0.1.0",
         lifespan=lifespan,
         responses=ERROR_RESPONSES,
+        docs_url=None,  # served by add_docs, from installed files: no CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     add_error_handlers(app)
@@ -339,6 +341,7 @@ def create_app(settings: Settings | None = None, *, advertise_url: str | None = 
     add_index_routes(app)
     add_clip_back_routes(app, settings)
     add_page(app)
+    add_docs(app)
     return app
 
 
@@ -970,6 +973,27 @@ def add_page(app: FastAPI) -> None:
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index_page() -> HTMLResponse:
         return HTMLResponse(page)
+
+
+def add_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs and ReDoc at /redoc, with their files under /docs-assets.
+
+    The files come from the installed ``fastapi-offline`` package, not a CDN, so the docs work
+    offline; the pages run no inline script (:data:`search.http_guards.DOCS_POLICY`).
+    """
+    assets = resources.files("fastapi_offline") / "static"
+    with resources.as_file(assets) as folder:
+        app.mount("/docs-assets", StaticFiles(directory=folder), name="docs-assets")
+    web = resources.files("search") / "web"
+    pages = {name: (web / f"{name}.html").read_text() for name in ("docs", "redoc")}
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return HTMLResponse(pages["docs"])
+
+    @app.get("/redoc", response_class=HTMLResponse, include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return HTMLResponse(pages["redoc"])
 
 
 __all__ = ["create_app"]

@@ -22,6 +22,7 @@ from indexer.errors import AnyshotError, ConfigError, StoreLockedError
 
 if TYPE_CHECKING:
     from search.client import ImageSearch
+    from search.demo import DemoResult
     from search.engine import Hit
     from search.remote import RemoteServer
 
@@ -463,16 +464,25 @@ def load_command(folder: str, store: str | None, trust: tuple[str, ...], as_json
             click.echo(f"rejected {shown}: {row['reason']}")
         if report.rejected > len(report.rejected_rows):
             click.echo(f"... and {report.rejected - len(report.rejected_rows)} more rejected rows")
+        for refused in report.rejected_documents:
+            what = f"concept {refused['name']!r}" if refused["name"] else refused["document"]
+            click.echo(f"rejected {what}: {refused['reason']}")
+        concepts = f" and {len(report.concepts)} concepts" if report.concepts else ""
         click.echo(
-            f"loaded {report.loaded} rows; rejected {report.rejected} rows and "
+            f"loaded {report.loaded} rows{concepts}; rejected {report.rejected} rows and "
             f"{len(report.bad_shards)} of {report.shards} shards; "
             f"the store holds {report.points} images"
         )
     if not report.complete:
-        where = "rejected_rows and bad_shards in the JSON above" if as_json else "the lines above"
+        documents = len(report.rejected_documents)
+        kinds = "rejected_rows and bad_shards"
+        if documents:
+            kinds = "rejected_rows, bad_shards and rejected_documents"
+        where = f"{kinds} in the JSON above" if as_json else "the lines above"
+        also = f" and {documents} concepts or documents" if documents else ""
         click.secho(
-            f"error: {report.rejected} rows and {len(report.bad_shards)} shards of {folder} "
-            f"were rejected (see {where}); the rest was loaded",
+            f"error: {report.rejected} rows and {len(report.bad_shards)} shards{also} of "
+            f"{folder} were rejected (see {where}); the rest was loaded",
             fg="red",
             err=True,
         )
@@ -632,9 +642,8 @@ def search_through_server(
 @click.option(
     "--folder",
     type=click.Path(file_okay=False),
-    default="anyshot-demo",
-    show_default=True,
-    help="Where the demo images and store go.",
+    help="Where the demo images and store go  [default: $XDG_DATA_HOME/anyshot/demo, "
+    "that is ~/.local/share/anyshot/demo].",
 )
 @click.option(
     "--images",
@@ -644,7 +653,7 @@ def search_through_server(
     help="How many images to generate.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object.")
-def demo(folder: str, images: int, as_json: bool) -> None:
+def demo(folder: str | None, images: int, as_json: bool) -> None:
     """Try anyshot offline: generate coloured shapes, index them, search by text, image, name.
 
     Uses anyshot-tiny, a small model shipped with anyshot that knows only this synthetic
@@ -655,52 +664,65 @@ def demo(folder: str, images: int, as_json: bool) -> None:
       anyshot demo
       anyshot demo --folder /tmp/shapes --images 500 --json
     """
-    from search.demo import run_demo
+    from search.demo import default_demo_dir, has_collection, run_demo
 
-    root = Path(folder).absolute()
+    root = Path(folder).absolute() if folder else default_demo_dir()
     if not as_json:
-        click.echo(f"Generating {images} images of coloured shapes in {root / 'images'} ...")
+        doing = "Reusing" if has_collection(root / "images", images) else "Generating"
+        click.echo(f"{doing} {images} images of coloured shapes in {root / 'images'} ...")
     with user_errors(), progress_bar(enabled=not as_json) as progress:
         result = run_demo(root, images=images, progress=progress)
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "images": str(result.images_dir),
-                    "store": str(result.store),
-                    "index": result.report.to_dict(),
-                    "searches": [
-                        {
-                            "kind": s.kind,
-                            "query": s.query,
-                            "wanted": s.wanted,
-                            "precision": s.precision,
-                            "hits": [h.to_dict() for h in s.hits],
-                        }
-                        for s in result.searches
-                    ],
-                }
-            )
-        )
+        click.echo(json.dumps(demo_outcome(result)))
         return
+    print_demo(result)
+
+
+def demo_outcome(result: DemoResult) -> dict[str, Any]:
+    """The demo's outcome as JSON-ready values."""
+    return {
+        "folder": str(result.images_dir.parent),
+        "images": str(result.images_dir),
+        "store": str(result.store),
+        "generated": result.generated,
+        "index": result.report.to_dict(),
+        "searches": [
+            {
+                "kind": s.kind,
+                "query": s.query,
+                "wanted": s.wanted,
+                "precision": s.precision,
+                "summary": s.summary,
+                "hits": [h.to_dict() for h in s.hits],
+            }
+            for s in result.searches
+        ],
+    }
+
+
+def print_demo(result: DemoResult) -> None:
+    """The demo's outcome for a person: each search with marked results, then what to try."""
     report = result.report
     click.echo(
         f"Indexed {report.indexed} images ({report.unchanged} already indexed) into "
         f"{result.store} in {report.seconds:.1f} s.\n"
     )
+    click.echo(
+        f"{click.style('✓', fg='green')} the image shows what was asked, "
+        f"{click.style('✗', fg='red')} it does not (judged from the shapes each image was "
+        "drawn with)\n"
+    )
+    labels = {"text": "By description", "image": "By example image", "name": "By name"}
     for example in result.searches:
-        label = {"text": "By description", "image": "By example image", "name": "By name"}[
-            example.kind
-        ]
-        click.secho(f"{label}: {example.query}   (looking for: {example.wanted})", bold=True)
+        click.secho(f"{labels[example.kind]}: {example.query}", bold=True)
         for rank, (hit, match) in enumerate(
             zip(example.hits, example.matches, strict=True), start=1
         ):
             mark = click.style("✓", fg="green") if match else click.style("✗", fg="red")
             click.echo(f"  {rank}. {hit.score:6.3f} {mark} {hit.uri}")
-        click.echo()
+        click.echo(f"  {example.summary}\n")
     store_option = f"--store {result.store}"
-    click.echo("Next, try:")
+    click.echo(f"The demo's files are in {result.images_dir.parent}. Next, try:")
     click.echo(f'  anyshot search "two small green stars" {store_option}')
     click.echo(f"  anyshot search --image {result.searches[2].query} {store_option} --json")
     click.echo(f"  anyshot search --name hexagon {store_option}")

@@ -3,7 +3,8 @@
 A concept keeps the embeddings of its examples, not the images, so examples given as bytes, PIL
 images or URLs need not stay reachable. Concepts are one JSON document kept with the collection
 (:meth:`VectorStore.write_document`): a file in an embedded store's folder, collection metadata
-on a Qdrant server or in ``:memory:``. They move with the collection, not with Parquet exports.
+on a Qdrant server or in ``:memory:``. ``anyshot export`` carries them beside the Parquet shards
+(:mod:`indexer.snapshot_documents`, which checks them on ``anyshot load``).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from indexer.config import Settings, build_settings
+from indexer.config import Settings, build_settings, default_data_dir
 from indexer.indexing import IndexReport
 from indexer.progress import ProgressCallback
 from indexer.shapes.synthetic import HELD_OUT_PAIRS, SceneSpec, generate_collection
@@ -19,6 +19,11 @@ from search.engine import Hit
 
 DEMO_MODEL = "anyshot-tiny"
 LABELS_FILE = "labels.jsonl"
+
+
+def default_demo_dir() -> Path:
+    """Where the demo writes unless told otherwise: ``$XDG_DATA_HOME/anyshot/demo``."""
+    return default_data_dir() / "demo"
 
 
 @dataclass
@@ -36,6 +41,17 @@ class DemoSearch:
         """Share of the results that match."""
         return sum(self.matches) / len(self.matches) if self.matches else 0.0
 
+    @property
+    def summary(self) -> str:
+        """How many results match, in words: ``"4 of 5 results are red circles"``."""
+        verb = "is" if len(self.matches) == 1 else "are"
+        return f"{sum(self.matches)} of {len(self.matches)} results {verb} {plural(self.wanted)}"
+
+
+def plural(wanted: str) -> str:
+    """``"red circle"`` → ``"red circles"``, ``"cross"`` → ``"crosses"``."""
+    return wanted + ("es" if wanted.endswith(("s", "x")) else "s")
+
 
 @dataclass
 class DemoResult:
@@ -44,6 +60,7 @@ class DemoResult:
     images_dir: Path
     store: Path
     report: IndexReport
+    generated: bool = True
     searches: list[DemoSearch] = field(default_factory=list)
 
 
@@ -59,14 +76,27 @@ def load_labels(images_dir: Path) -> dict[str, SceneSpec]:
     return labels
 
 
-def ensure_collection(images_dir: Path, count: int, seed: int) -> None:
-    """Generate the demo images unless the same collection is already there."""
+def has_collection(images_dir: Path, count: int) -> bool:
+    """True when ``images_dir`` already holds a demo collection of ``count`` images."""
     labels = images_dir / LABELS_FILE
-    if labels.is_file() and sum(1 for _ in labels.open(encoding="utf-8")) == count:
-        return
+    if not labels.is_file():
+        return False
+    with labels.open(encoding="utf-8") as fh:
+        return sum(1 for _ in fh) == count
+
+
+def ensure_collection(images_dir: Path, count: int, seed: int) -> bool:
+    """Generate the demo images unless the same collection is already there.
+
+    Returns:
+        True when images were generated, False when the ones there were reused.
+    """
+    if has_collection(images_dir, count):
+        return False
     generate_collection(
         images_dir, count, seed=seed, split="all", image_size=96, image_format="jpeg", workers=2
     )
+    return True
 
 
 def run_demo(
@@ -87,12 +117,12 @@ def run_demo(
         progress: Index progress callback ``(done, total)``.
     """
     images_dir, store_dir = folder / "images", folder / "store"
-    ensure_collection(images_dir, images, seed)
+    generated = ensure_collection(images_dir, images, seed)
     labels = load_labels(images_dir)
     settings: Settings = build_settings(store=str(store_dir), model=DEMO_MODEL)
     with ImageSearch(settings) as client:
         report = client.index(images_dir, runner="inline", progress=progress)
-        result = DemoResult(images_dir, store_dir, report)
+        result = DemoResult(images_dir, store_dir, report, generated)
         held_shape, held_colour = sorted(HELD_OUT_PAIRS)[0]
         example = next(path for path, spec in sorted(labels.items()) if len(spec.objects) == 1)
         example_object = labels[example].objects[0]

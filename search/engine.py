@@ -24,6 +24,7 @@ scale of the query as given: with expansion it is checked against the un-expande
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -40,6 +41,7 @@ from indexer.embed import Embedder
 from indexer.errors import ImageDecodeError, ModelMismatchError, QueryError
 from indexer.stores.interface import PayloadFilter, ScoredPoint, VectorStore
 from search.concepts import ConceptRegistry
+from search.domain_words import TINY_MODEL, out_of_domain_warning, unknown_words
 from search.knowledge import KnowledgeBase, KnowledgeEntry, OnlineDescriptions
 from search.query import QueryPart
 
@@ -48,6 +50,8 @@ ImageInput = str | Path | bytes | Image.Image
 
 ExampleInput = ImageInput | int
 """An example image, or the id of an indexed image."""
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +89,8 @@ class SearchResult:
         explain: The parts used (``parts``), how each name was resolved (``names``: dicts with
             ``name`` and ``resolved_as`` = ``concept``, ``description`` or ``templates``),
             ``expansion`` (``applied`` and the ids it used), ``score_scale``, ``threshold``,
-            ``collapsed`` (near-duplicates dropped).
+            ``collapsed`` (near-duplicates dropped), and ``warnings`` when something about the
+            answer deserves a word (``anyshot-tiny`` asked for words outside its domain).
     """
 
     hits: list[Hit]
@@ -163,6 +168,8 @@ class SearchEngine:
         self.concepts = ConceptRegistry(store)
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._text_cache_lock = threading.Lock()
+        self._domain_warned = False
+        self._domain_warned_lock = threading.Lock()
 
     # -- embedding -----------------------------------------------------------------------------
 
@@ -374,6 +381,9 @@ class SearchEngine:
             "score_scale": scale,
             "threshold": threshold,
         }
+        warnings = self._domain_warnings(parts, embedded)
+        if warnings:
+            explain["warnings"] = warnings
 
         expand = self.settings.expand if expand is None else expand
         searched = query
@@ -404,6 +414,29 @@ class SearchEngine:
         explain["collapse_threshold"] = collapse
         hits = [Hit(p.id, str(p.payload.get("uri", "")), p.score, p.payload) for p in found]
         return SearchResult(hits, explain)
+
+    def _domain_warnings(self, parts: Sequence[QueryPart], embedded: list[_Embedded]) -> list[str]:
+        """Warn when anyshot-tiny is asked for words outside its domain of coloured shapes.
+
+        Every such query's ``explain["warnings"]`` says so; the log says it once per engine.
+        """
+        if self.embedder.identity.name != TINY_MODEL:
+            return []
+        words: list[str] = []
+        for part, done in zip(parts, embedded, strict=True):
+            worded = part.kind == "text" or (
+                part.kind == "name" and done.explain.get("resolved_as") != "concept"
+            )
+            if worded and isinstance(part.value, str):
+                words += unknown_words(part.value)
+        if not words:
+            return []
+        warning = out_of_domain_warning(list(dict.fromkeys(words)))
+        with self._domain_warned_lock:
+            first, self._domain_warned = not self._domain_warned, True
+        if first:
+            logger.warning("%s", warning)
+        return [warning]
 
     def _expand(
         self, query: np.ndarray, where: PayloadFilter | None

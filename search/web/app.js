@@ -1,4 +1,8 @@
 // The built-in search page: plain JavaScript over the anyshot HTTP API.
+//
+// What was searched is shown above the results and kept in the URL (?q=TEXT, ?name=NAME,
+// ?id=ID, with &k=N), so a search can be shared and the browser's back and forward buttons
+// move between searches. An uploaded image cannot live in a URL: it is kept in this tab only.
 "use strict";
 
 const form = document.getElementById("search-form");
@@ -9,6 +13,15 @@ const fileInput = document.getElementById("file");
 const results = document.getElementById("results");
 const statusLine = document.getElementById("status");
 const dropZone = document.getElementById("drop-zone");
+const collectionLine = document.getElementById("collection");
+const searched = document.getElementById("searched");
+const searchedImage = document.getElementById("searched-image");
+const searchedText = document.getElementById("searched-text");
+
+const DEFAULT_K = 24;
+const uploads = new Map(); // upload number → File, for back/forward within this tab
+let uploadCount = 0;
+let previewUrl = null;
 
 // An API key, when the server needs one, is asked once and kept for this tab's session only
 // (sessionStorage: gone when the tab closes, never shared with other tabs or kept on disk).
@@ -37,6 +50,87 @@ async function call(url, options) {
   return body;
 }
 
+async function showCollection() {
+  try {
+    const [collection] = await call("/collections");
+    const model = collection.model
+      ? collection.model.name + (collection.model.pretrained ? "/" + collection.model.pretrained : "")
+      : "none yet";
+    collectionLine.textContent =
+      `collection ${collection.name} · ${collection.points} images · model ${model}`;
+  } catch (error) {
+    collectionLine.textContent = "";
+  }
+}
+
+// -- what was searched, in the page and in the URL ---------------------------------------------
+
+function k() { return Number(kInput.value) || DEFAULT_K; }
+
+function urlOf(request) {
+  const params = new URLSearchParams();
+  if (request.text !== undefined) params.set("q", request.text);
+  else if (request.name !== undefined) params.set("name", request.name);
+  else if (request.id !== undefined) params.set("id", String(request.id));
+  else return location.pathname; // an upload cannot be put in a URL
+  if (k() !== DEFAULT_K) params.set("k", String(k()));
+  return location.pathname + "?" + params.toString();
+}
+
+function requestFromUrl() {
+  const params = new URLSearchParams(location.search);
+  const count = Number(params.get("k"));
+  if (Number.isInteger(count) && count >= 1) kInput.value = String(count);
+  if (params.get("q")) return { text: params.get("q") };
+  if (params.get("name")) return { name: params.get("name") };
+  if (/^\d+$/.test(params.get("id") || "")) return { id: params.get("id") };
+  return null;
+}
+
+function showSearched(request) {
+  if (previewUrl) { URL.revokeObjectURL(previewUrl); previewUrl = null; }
+  searchedImage.hidden = true;
+  searchedImage.removeAttribute("src");
+  if (request.text !== undefined) {
+    searchedText.textContent = `Searched for “${request.text}”`;
+  } else if (request.name !== undefined) {
+    searchedText.textContent = `Searched for the name “${request.name}”`;
+  } else if (request.id !== undefined) {
+    searchedText.textContent = `More like #${request.id}`;
+    searchedImage.src = withKey(`/thumbs/${request.id}?size=96`);
+    searchedImage.alt = `image #${request.id}`;
+    searchedImage.hidden = false;
+  } else if (request.file) {
+    searchedText.textContent = `Searched by the image ${request.file.name}`;
+    previewUrl = URL.createObjectURL(request.file);
+    searchedImage.src = previewUrl;
+    searchedImage.alt = request.file.name;
+    searchedImage.hidden = false;
+  }
+  searched.hidden = false;
+  if (request.text !== undefined || request.name !== undefined) {
+    modeSelect.value = request.name !== undefined ? "name" : "text";
+    queryInput.value = request.name !== undefined ? request.name : request.text;
+  }
+}
+
+// Run a search; ``history`` is "push" (a new search), "replace" (the page's first) or "none"
+// (back or forward: the URL is already right).
+function run(request, history) {
+  let state = request;
+  if (request.file) {
+    uploadCount += 1;
+    uploads.set(uploadCount, request.file);
+    state = { upload: uploadCount };
+  }
+  if (history === "push") window.history.pushState(state, "", urlOf(request));
+  if (history === "replace") window.history.replaceState(state, "", urlOf(request));
+  showSearched(request);
+  return request.file ? searchFile(request.file) : search(request);
+}
+
+// -- searching ----------------------------------------------------------------------------------
+
 function show(hits, started) {
   results.replaceChildren();
   document.querySelector(".hint").hidden = true;
@@ -49,7 +143,7 @@ function show(hits, started) {
     img.alt = hit.uri;
     img.title = hit.uri + "\n(click: more like this)";
     img.loading = "lazy";
-    img.addEventListener("click", () => search({ id: hit.id }));
+    img.addEventListener("click", () => run({ id: hit.id }, "push"));
     const caption = document.createElement("figcaption");
     const name = document.createElement("a");
     name.className = "name";
@@ -71,7 +165,8 @@ async function search(request) {
   const started = performance.now();
   say("searching…");
   try {
-    const body = Object.assign({ k: Number(kInput.value) || 24 }, request);
+    const body = Object.assign({ k: k() }, request);
+    if (body.id !== undefined) body.id = Number(body.id);
     const reply = await call("/search", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
@@ -84,12 +179,11 @@ async function search(request) {
 }
 
 async function searchFile(file) {
-  if (!file) return;
   const started = performance.now();
   say(`searching by ${file.name}…`);
   const data = new FormData();
   data.append("file", file);
-  data.append("k", String(Number(kInput.value) || 24));
+  data.append("k", String(k()));
   try {
     show((await call("/search/image", { method: "POST", body: data })).hits, started);
   } catch (error) {
@@ -101,13 +195,36 @@ form.addEventListener("submit", (event) => {
   event.preventDefault();
   const text = queryInput.value.trim();
   if (!text) return;
-  search(modeSelect.value === "name" ? { name: text } : { text });
+  run(modeSelect.value === "name" ? { name: text } : { text }, "push");
 });
-fileInput.addEventListener("change", () => searchFile(fileInput.files[0]));
+fileInput.addEventListener("change", () => {
+  if (fileInput.files[0]) run({ file: fileInput.files[0] }, "push");
+  fileInput.value = ""; // choosing the same file again searches again
+});
 dropZone.addEventListener("dragover", (event) => { event.preventDefault(); dropZone.classList.add("dragging"); });
 dropZone.addEventListener("dragleave", () => dropZone.classList.remove("dragging"));
 dropZone.addEventListener("drop", (event) => {
   event.preventDefault();
   dropZone.classList.remove("dragging");
-  searchFile(event.dataTransfer.files[0]);
+  if (event.dataTransfer.files[0]) run({ file: event.dataTransfer.files[0] }, "push");
 });
+window.addEventListener("popstate", (event) => {
+  const state = event.state;
+  if (state && state.upload !== undefined) {
+    const file = uploads.get(state.upload);
+    if (file) { showSearched({ file }); searchFile(file); }
+    return;
+  }
+  const request = requestFromUrl();
+  if (request) { showSearched(request); search(request); return; }
+  searched.hidden = true;
+  results.replaceChildren();
+  document.querySelector(".hint").hidden = false;
+  say("");
+});
+
+(async () => {
+  await showCollection();
+  const request = requestFromUrl();
+  if (request) run(request, "replace");
+})();

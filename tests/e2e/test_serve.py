@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -214,3 +215,130 @@ def test_clip_front_calls_from_another_origin_in_chromium(served, tmp_path) -> N
     assert all({"url", "caption", "image"} <= r.keys() for r in results[:3])
     assert [m["id"] for m in reply["metadata"]] == [r["id"] for r in results[3:]]
     assert reply["width"] == 64
+
+
+def launch_chromium(playwright):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    return playwright.chromium.launch(
+        executable_path=chromium, headless=True, args=["--no-sandbox"]
+    )
+
+
+def csp_complaints(console: list[str]) -> list[str]:
+    return [line for line in console if "Content Security Policy" in line]
+
+
+@pytest.mark.browser
+def test_the_page_shows_what_was_searched_and_keeps_it_in_the_url(served) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    url, _, images = served
+    with sync_api.sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page()
+            console: list[str] = []
+            page.on("console", lambda message: console.append(message.text))
+            # a shared link runs its search
+            page.goto(f"{url}/?q=a+red+circle&k=6")
+            wait_until(page, "document.querySelectorAll('figure.hit').length === 6")
+            assert page.inner_text("#searched-text") == "Searched for “a red circle”"
+            assert page.input_value("#query") == "a red circle"
+            assert page.input_value("#k") == "6"
+            collection = page.inner_text("#collection")
+            assert re.fullmatch(r"collection images · \d+ images · model anyshot-tiny", collection)
+            first = page.query_selector("figure.hit")
+            assert shape_of(first.query_selector("img").get_attribute("alt")) == ("circle", "red")
+
+            # more like this: the URL and the line above the results say so, with a thumbnail
+            clicked = first.get_attribute("data-id")
+            first.query_selector("img").click()
+            wait_until(page, f"location.search === '?id={clicked}&k=6'")
+            assert page.inner_text("#searched-text") == f"More like #{clicked}"
+            wait_until(
+                page,
+                "(() => { const i = document.getElementById('searched-image');"
+                f" return !i.hidden && i.src.includes('/thumbs/{clicked}')"
+                " && i.complete && i.naturalWidth > 0 })()",
+            )
+            wait_until(page, f"document.querySelector('figure.hit').dataset.id === '{clicked}'")
+
+            # back and forward move between the searches
+            page.go_back()
+            wait_until(page, "location.search === '?q=a+red+circle&k=6'")
+            wait_until(
+                page,
+                "document.getElementById('searched-text').textContent"
+                " === 'Searched for “a red circle”'",
+            )
+            page.go_forward()
+            wait_until(page, f"location.search === '?id={clicked}&k=6'")
+            wait_until(
+                page,
+                f"document.getElementById('searched-text').textContent === 'More like #{clicked}'",
+            )
+
+            # an upload shows the file's name and a preview
+            example = images / "star-black-009.png"
+            page.set_input_files("#file", str(example))
+            wait_until(
+                page,
+                f"document.querySelector('figure.hit img')?.alt === {json.dumps(str(example))}",
+            )
+            assert page.inner_text("#searched-text") == "Searched by the image star-black-009.png"
+            wait_until(
+                page,
+                "(() => { const i = document.getElementById('searched-image');"
+                " return i.src.startsWith('blob:') && i.complete && i.naturalWidth > 0 })()",
+            )
+            assert page.evaluate("location.search") == ""
+            page.go_back()
+            wait_until(page, f"location.search === '?id={clicked}&k=6'")
+
+            # a name query through the form
+            page.select_option("#mode", "name")
+            page.fill("#query", "heart")
+            page.press("#query", "Enter")
+            wait_until(page, "location.search === '?name=heart&k=6'")
+            assert page.inner_text("#searched-text") == "Searched for the name “heart”"
+            assert not csp_complaints(console), console
+        finally:
+            browser.close()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize(
+    ("path", "rendered"),
+    [
+        (
+            "/docs",
+            "document.querySelectorAll('.opblock').length > 5"
+            " && document.querySelector('.info .title')?.textContent.includes('anyshot')",
+        ),
+        (
+            "/redoc",
+            "[...document.querySelectorAll('h1')].some(h => h.textContent.includes('anyshot'))",
+        ),
+    ],
+)
+def test_the_api_docs_render_offline_from_this_server_only(served, path, rendered) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    url, _, _ = served
+    with sync_api.sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page()
+            console: list[str] = []
+            requested: list[str] = []
+            page.on("console", lambda message: console.append(message.text))
+            page.on("request", lambda request: requested.append(request.url))
+            page.goto(f"{url}{path}")
+            wait_until(page, rendered)
+            assert requested and all(
+                r.startswith((f"{url}/", "data:", "blob:")) for r in requested
+            ), requested
+            assert f"{url}/openapi.json" in requested
+            assert not csp_complaints(console), console
+        finally:
+            browser.close()

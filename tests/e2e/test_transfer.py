@@ -130,3 +130,77 @@ def test_load_summary_line_and_memory_warning(image_folder, random_model_name, t
     assert err.strip() == (
         "warning: --store :memory: keeps nothing: the loaded images are gone when this command ends"
     )
+
+
+def test_export_and_load_carry_concepts_and_tag_scores(image_folder, random_model_name, tmp_path):
+    source, target = str(tmp_path / "source"), str(tmp_path / "target")
+    images = image_folder["red"].parent
+    run("index", str(images), "--model", random_model_name, "--store", source)
+    code, _, err = run("concept", "add", "warm", str(image_folder["red"]), "--store", source)
+    assert code == 0, err
+    labels = tmp_path / "labels.txt"
+    labels.write_text("red\nblue\ngreen\n")
+    code, _, err = run("tag", "--labels", str(labels), "--top", "2", "--store", source)
+    assert code == 0, err
+    snapshot = tmp_path / "snapshot"
+    code, _, err = run("export", str(snapshot), "--store", source)
+    assert code == 0, err
+    assert (snapshot / "documents.json").is_file()
+
+    code, out, err = run("load", str(snapshot), "--store", target)
+    assert (code, err) == (0, "")
+    assert out.strip() == (
+        "loaded 6 rows and 1 concepts; rejected 0 rows and 0 of 1 shards; the store holds 6 images"
+    )
+    with open_store(StoreSettings(location=source)) as before:
+        expected = {p.id: p.payload for p in before.scroll()}
+        concepts_before = before.read_document("concepts")
+    with open_store(StoreSettings(location=target)) as after:
+        loaded = {p.id: p.payload for p in after.scroll()}
+        assert after.read_document("concepts") == concepts_before
+    assert loaded.keys() == expected.keys()
+    for point_id, payload in expected.items():
+        assert len(payload["tags"]) == 2
+        assert loaded[point_id]["tags"] == payload["tags"]
+        assert loaded[point_id]["tag_scores"] == pytest.approx(payload["tag_scores"])
+
+    # the concept answers in the loaded store as in the original
+    hits = {}
+    for store in (source, target):
+        code, out, err = run("search", "--name", "warm", "--store", store, "-k", "3", "--json")
+        assert code == 0, err
+        hits[store] = [json.loads(line)["id"] for line in out.splitlines()]
+    assert hits[source] == hits[target]
+
+
+def test_load_adds_concepts_to_those_of_the_store(tmp_path):
+    from indexer.schema import ModelIdentity, point_id
+
+    model = ModelIdentity("m", None, 4)
+    vectors = np.eye(4, dtype=np.float32)
+
+    def concept(name: str, row: int) -> dict:
+        return {
+            "name": name,
+            "examples": [f"id:{row}"],
+            "created": 1.0,
+            "vectors": [vectors[row].tolist()],
+        }
+
+    with open_store(StoreSettings(location=str(tmp_path / "a"))) as store:
+        store.bind_model(model)
+        store.upsert([point_id("/p/0.jpg")], vectors[:1], [{"uri": "/p/0.jpg"}])
+        store.write_document("concepts", {"format": 1, "concepts": [concept("Cat", 0)]})
+        export_collection(store, tmp_path / "snap")
+    with open_store(StoreSettings(location=str(tmp_path / "b"))) as store:
+        store.bind_model(model)
+        store.write_document(
+            "concepts", {"format": 1, "concepts": [concept("cat", 1), concept("dog", 2)]}
+        )
+        report = load_collection(tmp_path / "snap", store)
+        assert (report.concepts, report.rejected_documents, report.complete) == (["Cat"], [], True)
+        # the snapshot's concept replaces the one of the same name; the others stay
+        assert store.read_document("concepts") == {
+            "format": 1,
+            "concepts": [concept("Cat", 0), concept("dog", 2)],
+        }

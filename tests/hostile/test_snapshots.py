@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from indexer.config import StoreSettings
 from indexer.parquet_store import (
     CHECKSUM_METADATA_KEY,
+    PAYLOAD_COLUMNS,
     ParquetShardWriter,
     parquet_schema,
     read_shard,
@@ -84,7 +85,7 @@ def crafted_table(uris: list[str], *, model: ModelIdentity = MODEL, seed: int = 
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     schema = parquet_schema(model)
     columns = {"id": pa.array(ids, pa.uint64())}
-    for name in ("uri", "size", "mtime", "sha256", "width", "height", "format", "tags"):
+    for name in PAYLOAD_COLUMNS:
         columns[name] = [p.get(name) for p in payloads]
     columns["embedding"] = pa.FixedSizeListArray.from_arrays(
         pa.array(vectors.reshape(-1)), model.dim

@@ -81,7 +81,7 @@ def test_pretrained_tag_offline_fails_at_once_with_advice() -> None:
         resolve_model("ViT-B-32", "laion2b_s34b_b79k")
     message = str(caught.value)
     assert "ViT-B-32/laion2b_s34b_b79k is not cached" in message
-    assert "--pretrained /path/to/open_clip_model.safetensors" in message
+    assert "--pretrained FOLDER/open_clip_model.safetensors" in message
     with pytest.raises(ModelUnavailableError):
         Embedder(ModelSettings(name="ViT-B-32"))
 
