@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
-from indexer import synthetic
 from indexer.config import build_settings
+from indexer.shapes import synthetic
 from search.client import ImageSearch
 from search.domain_words import domain_words, unknown_words
 from search.engine import PROMPT_TEMPLATES
