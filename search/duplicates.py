@@ -8,34 +8,12 @@ so build the index first (an embedded store builds it at the end of each index r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import numpy as np
 
 from indexer.errors import QueryError
 from indexer.progress import ProgressCallback
 from indexer.stores.interface import VectorStore
-
-
-@dataclass(frozen=True)
-class DuplicateGroup:
-    """Images that are near-duplicates of one another.
-
-    Attributes:
-        ids: Point ids, ascending.
-        uris: Their URIs, in the same order.
-        score: The weakest image↔image similarity that joined the group (every member is
-            linked to the others through pairs at least this similar).
-    """
-
-    ids: list[int]
-    uris: list[str]
-    score: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """The group as JSON-ready values."""
-        return {"ids": self.ids, "uris": self.uris, "score": round(self.score, 6)}
+from search.results import DuplicateGroup
 
 
 def find_duplicates(

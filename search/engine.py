@@ -28,7 +28,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from search.concepts import ConceptRegistry
 from search.domain_words import TINY_MODEL, out_of_domain_warning, unknown_words
 from search.knowledge import KnowledgeBase, KnowledgeEntry, OnlineDescriptions
 from search.query import QueryPart
+from search.results import Hit, SearchResult
 
 ImageInput = str | Path | bytes | Image.Image
 """An example image: a file path, an http(s) URL, encoded bytes or a PIL image."""
@@ -52,53 +53,6 @@ ExampleInput = ImageInput | int
 """An example image, or the id of an indexed image."""
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Hit:
-    """One search result, best first in a result list.
-
-    Attributes:
-        id: The image's point id (stable: derived from its URI).
-        uri: Where the image is.
-        score: Cosine similarity to the query (higher is closer).
-        payload: Everything stored with the image (size, mtime, sha256, width, ...).
-    """
-
-    id: int
-    uri: str
-    score: float
-    payload: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the hit as JSON-ready values."""
-        return {
-            "id": self.id,
-            "uri": self.uri,
-            "score": round(self.score, 6),
-            "payload": self.payload,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class SearchResult:
-    """Hits and how the query was answered.
-
-    Attributes:
-        hits: The results, best first.
-        explain: The parts used (``parts``), how each name was resolved (``names``: dicts with
-            ``name`` and ``resolved_as`` = ``concept``, ``description`` or ``templates``),
-            ``expansion`` (``applied`` and the ids it used), ``score_scale``, ``threshold``,
-            ``collapsed`` (near-duplicates dropped), and ``warnings`` when something about the
-            answer deserves a word (``anyshot-tiny`` asked for words outside its domain).
-    """
-
-    hits: list[Hit]
-    explain: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the result as JSON-ready values."""
-        return {"hits": [hit.to_dict() for hit in self.hits], "explain": self.explain}
 
 
 PROMPT_TEMPLATES = (

@@ -7,6 +7,7 @@ expression            meaning
 ====================  =====================================================================
 ``folder=PATH``       images under this folder (or URL prefix); relative paths are made
                       absolute, as the indexer stores them
+``prefix=TEXT``       images whose URI starts with TEXT, exactly as given
 ``format=JPEG,PNG``   one of these formats (case-insensitive; ``JPG`` means ``JPEG``)
 ``tag=cat,dog``       carrying at least one of these tags (repeat ``tag=``: also any of them)
 ``id=1,2``            only these indexed images
@@ -16,6 +17,9 @@ expression            meaning
 ``size<2MB``          file size; units ``B``, ``KB``/``MB``/``GB`` (powers of 1000) and
                       ``KiB``/``MiB``/``GiB`` (powers of 1024); ``>=``, ``>``, ``<=``, ``=``
 ====================  =====================================================================
+
+:func:`filter_expressions` writes a :class:`PayloadFilter` back as expressions, so that a filter
+built in Python crosses HTTP as the same strings a person would type.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ _UNITS = {
     "gib": 1024**3,
 }
 _FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF"}
-KEYS = ("folder", "format", "tag", "id", "mtime", "size")
+KEYS = ("folder", "prefix", "format", "tag", "id", "mtime", "size")
 MAX_TIMESTAMP = 1e13
 """mtime bounds, in seconds either side of 1970 (about 300,000 years)."""
 MAX_SIZE = 10**18
@@ -85,10 +89,10 @@ def _apply(where: PayloadFilter, expression: str) -> PayloadFilter:
         raise QueryError(f"unknown filter key {key!r} in {expression!r}: use one of {KEYS}")
     if not value:
         raise QueryError(f"filter {expression!r} has no value")
-    if key in ("folder", "format", "tag", "id") and op != "=":
+    if key in ("folder", "prefix", "format", "tag", "id") and op != "=":
         raise QueryError(f"filter {expression!r}: {key} takes '=', not {op!r}")
-    if key == "folder":
-        prefix = _folder_prefix(value)
+    if key in ("folder", "prefix"):
+        prefix = _folder_prefix(value) if key == "folder" else value
         if where.uri_prefix is not None and where.uri_prefix != prefix:
             raise QueryError(f"two different folders: {where.uri_prefix!r} and {prefix!r}")
         return replace(where, uri_prefix=prefix)
@@ -193,3 +197,29 @@ def _bytes(value: str, expression: str) -> int:
     if not math.isfinite(size) or size > MAX_SIZE:
         raise QueryError(f"filter {expression!r}: {value!r} is larger than any file")
     return round(size)
+
+
+def filter_expressions(where: PayloadFilter) -> list[str]:
+    """The expressions that :func:`parse_filters` turns back into ``where``, exactly.
+
+    Used to send a filter built in Python over HTTP; bounds are written as plain numbers
+    (seconds since the epoch, bytes), inclusive.
+    """
+    expressions: list[str] = []
+    if where.uri_prefix is not None:
+        expressions.append(f"prefix={where.uri_prefix}")
+    if where.formats:
+        expressions.append("format=" + ",".join(where.formats))
+    if where.tags:
+        expressions.append("tag=" + ",".join(where.tags))
+    if where.ids:
+        expressions.append("id=" + ",".join(str(i) for i in where.ids))
+    for key, low, high in (
+        ("mtime", where.mtime_min, where.mtime_max),
+        ("size", where.size_min, where.size_max),
+    ):
+        if low is not None:
+            expressions.append(f"{key}>={low!r}")
+        if high is not None:
+            expressions.append(f"{key}<={high!r}")
+    return expressions

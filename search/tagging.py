@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,37 +23,9 @@ from indexer.errors import ConfigError, QueryError
 from indexer.progress import ProgressCallback
 from search.data_files import parse_json_or_yaml, read_text_file
 from search.engine import PROMPT_TEMPLATES, SearchEngine, unit
+from search.results import TagReport
 
 TAG_SCORES_KEY = "tag_scores"
-
-
-@dataclass(frozen=True)
-class TagReport:
-    """What a tagging run did.
-
-    Attributes:
-        labels: The labels offered.
-        images: Images looked at.
-        tagged: Images that got at least one tag.
-        counts: Images per tag, most frequent first (tags no image got are listed with 0).
-        seconds: Time taken.
-    """
-
-    labels: list[str]
-    images: int
-    tagged: int
-    counts: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """The report as JSON-ready values."""
-        return {
-            "labels": self.labels,
-            "images": self.images,
-            "tagged": self.tagged,
-            "counts": self.counts,
-            "seconds": round(self.seconds, 3),
-        }
 
 
 def read_labels(path: str | Path) -> list[str]:

@@ -1,0 +1,339 @@
+"""What crosses HTTP, defined once: the bodies of every request and reply of the API.
+
+The HTTP API validates requests and documents replies with these models, the remote Python
+client (``anyshot serve`` over HTTP) builds the same requests and reads the same replies, and
+the CLI builds its searches as a :class:`SearchRequest` whether it runs the collection itself or
+hands the search to a server. Images travel as base64 in JSON.
+
+Errors travel as :class:`ErrorBody` (``{"error": "...", "type": "QueryError"}``);
+:func:`error_from_reply` turns one back into the anyshot error of that name, so a remote client
+raises what a local one would.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from indexer import errors
+from indexer.schema import POINT_ID_MAX
+
+API_KEY_HEADER = "X-API-Key"
+"""The header that carries the API key."""
+
+SERVICE_NAME = "anyshot"
+"""What ``GET /healthz`` says in ``service``: tells an anyshot server from a Qdrant server."""
+
+MAX_QUERY_PARTS = 32
+MAX_TEXT_CHARS = 10_000
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    """Every error reply: a type and one line saying what went wrong."""
+
+    error: str = Field(description="What went wrong, in one line.")
+    type: str = Field(description="The error's class, e.g. QueryError.")
+
+
+_WIRE_ONLY_TYPES: dict[str, type[errors.AnyshotError]] = {
+    "Unauthorized": errors.ConfigError,  # a missing or wrong API key: a setting of the caller
+    "TooLarge": errors.QueryError,
+    "ValidationError": errors.QueryError,
+    "NotServable": errors.StoreNotFoundError,
+}
+
+
+def error_class(name: str) -> type[errors.AnyshotError]:
+    """The anyshot error class a reply's ``type`` names (the root class for unknown names)."""
+    found = getattr(errors, name, None)
+    if isinstance(found, type) and issubclass(found, errors.AnyshotError):
+        return found
+    return _WIRE_ONLY_TYPES.get(name, errors.AnyshotError)
+
+
+def error_from_reply(body: ErrorBody) -> errors.AnyshotError:
+    """Rebuild the error a server raised: same class (when anyshot has it), same message.
+
+    Classes whose constructor takes more than a message (``ImageDecodeError(path, reason)``,
+    ...) are built without calling it, so that ``str(error)`` is the server's line exactly.
+    """
+    kind = error_class(body.type)
+    error = kind.__new__(kind)
+    Exception.__init__(error, body.error)
+    return error
+
+
+# -- images ---------------------------------------------------------------------------------------
+
+
+def image_text(data: bytes) -> str:
+    """Image bytes as the base64 text a request carries."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def image_bytes(text: str, limit: int) -> bytes:
+    """The bytes of a base64 image from a request (a ``data:`` URL prefix is allowed).
+
+    Raises:
+        QueryError: Not base64, empty, or larger than ``limit`` bytes.
+    """
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    if len(text) > limit * 4 // 3 + 8:
+        raise errors.QueryError(f"the image is larger than {limit} bytes")
+    try:
+        data = base64.b64decode(text, validate=False)
+    except (binascii.Error, ValueError) as exc:
+        raise errors.QueryError(f"the image is not valid base64: {exc}") from exc
+    if not data:
+        raise errors.QueryError("the image is empty")
+    if len(data) > limit:
+        raise errors.QueryError(f"the image is larger than {limit} bytes")
+    return data
+
+
+# -- searching ------------------------------------------------------------------------------------
+
+
+class QueryPartBody(BaseModel):
+    """One weighted part of a composite query; a negative weight pushes results away."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["text", "image", "name", "id"]
+    value: str | int = Field(
+        description="The text or name; for image, base64 image bytes; for id, an indexed id."
+    )
+    weight: float = Field(1.0, ge=-100, le=100, allow_inf_nan=False)
+
+
+class SearchRequest(BaseModel):
+    """A search: at most one main query (text, name, image, image_url or id), plus parts.
+
+    The one shape of a query: the HTTP API takes it as ``POST /search``'s body, the remote
+    client sends it, the local client answers it, and the CLI builds it from its options.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(None, max_length=MAX_TEXT_CHARS, description="A description.")
+    name: str | None = Field(
+        None, max_length=1_000, description="A name: a concept, a described name, or templates."
+    )
+    image: str | None = Field(
+        None, description="An example image: base64-encoded file bytes (or a data: URL)."
+    )
+    image_url: str | None = Field(
+        None,
+        max_length=4_000,
+        description="An example image by URL: this API's /images/{id} URLs always work; others "
+        "only where the server may fetch URLs (api.fetch_image_urls), and never from a "
+        "private or loopback address unless api.fetch_allowed_hosts lists it.",
+    )
+    id: int | None = Field(None, ge=0, le=POINT_ID_MAX, description="An indexed image's id.")
+    negatives: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_QUERY_PARTS,
+        description="Texts the results should not match.",
+    )
+    parts: list[QueryPartBody] = Field(
+        default_factory=list, max_length=MAX_QUERY_PARTS, description="Weighted query parts."
+    )
+    filters: list[str] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Payload filters: folder=/x, format=JPEG,PNG, tag=cat, mtime>=2024-01-01, "
+        "size<2MB, id=5.",
+    )
+    k: int = Field(10, ge=1, description="How many results.")
+    offset: int = Field(0, ge=0, description="Skip this many results.")
+    threshold: float | None = Field(
+        None, ge=-1, le=1, allow_inf_nan=False, description="Only results scoring at least this."
+    )
+    collapse_duplicates: bool | Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = Field(
+        False,
+        description="Show one image of each near-duplicate group: true (the server's threshold) "
+        "or an image↔image similarity threshold.",
+    )
+    expand: bool | None = Field(
+        None, description="Visual query expansion; empty: the server's default (search.expand)."
+    )
+    explain: bool = Field(False, description="Return how the query was built.")
+
+
+class HitBody(BaseModel):
+    """One search result."""
+
+    id: int = Field(description="Point id (stable; below 2**53 for images anyshot indexed).")
+    uri: str = Field(description="Where the image is.")
+    score: float = Field(description="Cosine similarity to the query (higher is closer).")
+    payload: dict[str, Any] = Field(description="Size, mtime, sha256, width, height, format, tags.")
+    image_url: str = Field(description="The original image, served by this API.")
+    thumbnail_url: str = Field(description="A cached JPEG thumbnail.")
+
+
+class SearchReply(BaseModel):
+    """Search results, best first."""
+
+    hits: list[HitBody]
+    explain: dict[str, Any] | None = Field(
+        None, description="How the query was built (only when asked with explain=true)."
+    )
+
+
+# -- the collection -------------------------------------------------------------------------------
+
+
+class HealthBody(BaseModel):
+    """``GET /healthz``: the server answers, and says it is anyshot."""
+
+    status: Literal["ok"] = "ok"
+    service: str = SERVICE_NAME
+    version: str = Field(description="anyshot's version.")
+
+
+class InfoBody(BaseModel):
+    """What a collection holds: the object ``anyshot info --json`` prints.
+
+    Backends add their layout (``on_disk_vectors``, ``quantization``, ``read_only``, ...) as
+    further keys.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    collection: str
+    location: str
+    backend: str
+    model: dict[str, Any] | None
+    points: int
+    indexed_vectors: int | None
+    disk_bytes: int | None
+
+
+class CollectionBody(BaseModel):
+    """``GET /collections``: the collection this server searches (clip-back style list)."""
+
+    name: str
+    location: str
+    backend: str
+    model: dict[str, Any] | None
+    points: int
+    indexed_vectors: int | None
+    disk_bytes: int | None
+
+
+# -- concepts -------------------------------------------------------------------------------------
+
+
+class ConceptBody(BaseModel):
+    """A registered concept (its vectors stay on the server)."""
+
+    name: str
+    examples: list[str] = Field(description="Where each example came from (a label, or id:N).")
+    created: float = Field(description="When it was registered (seconds since the epoch).")
+
+
+class ConceptExampleBody(BaseModel):
+    """One example of a concept: an image (base64) with a label, or an indexed image's id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str | None = Field(None, description="Base64 image bytes.")
+    label: str | None = Field(
+        None, max_length=4_000, description="What to call the example (e.g. its file name)."
+    )
+    id: int | None = Field(None, ge=0, le=POINT_ID_MAX, description="An indexed image's id.")
+
+
+class ConceptRequest(BaseModel):
+    """``PUT /concepts/{name}``: define (or redefine) a concept from examples."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    examples: list[ConceptExampleBody] = Field(min_length=1, max_length=64)
+
+
+# -- tags and duplicates --------------------------------------------------------------------------
+
+
+class TagRequest(BaseModel):
+    """``POST /tags``: tag every image with its best labels (zero-shot)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    labels: list[str] = Field(min_length=1, max_length=10_000)
+    top: int = Field(1, ge=1, le=100)
+    min_score: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+
+
+class TagReportBody(BaseModel):
+    """What a tagging run did."""
+
+    labels: list[str]
+    images: int
+    tagged: int
+    counts: dict[str, int]
+    seconds: float
+
+
+class DuplicatesRequest(BaseModel):
+    """``POST /duplicates``: groups of near-duplicate images."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float | None = Field(
+        None, gt=0, le=1, allow_inf_nan=False, description="Image↔image similarity; empty: default."
+    )
+
+
+class DuplicateGroupBody(BaseModel):
+    """One group of near-duplicates."""
+
+    ids: list[int]
+    uris: list[str]
+    score: float
+
+
+# -- index runs and snapshots ---------------------------------------------------------------------
+
+
+class IndexRequest(BaseModel):
+    """An index run inside the server."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(
+        min_length=1,
+        max_length=4_000,
+        description="An absolute folder, list file or image path on the server.",
+    )
+
+
+class IndexJobBody(BaseModel):
+    """An index run and how far it got."""
+
+    id: str
+    source: str
+    state: Literal["queued", "running", "done", "failed"]
+    done: int
+    total: int
+    report: dict[str, Any] | None
+    error: str | None
+    created: float
+    finished: float | None
+
+
+class LoadReportBody(BaseModel):
+    """What a load took and what it rejected (``anyshot load --json``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    loaded: int
+    rejected: int
+    bad_shards: list[dict[str, Any]]
