@@ -30,7 +30,8 @@ from indexer.config import Runner
 from indexer.errors import ImageDecodeError, QueryError
 from indexer.progress import ProgressCallback
 from indexer.schema import uri_path
-from search.filters import filter_expressions
+from indexer.stores.interface import PayloadFilter
+from search.filters import filter_expressions, parse_filters
 from search.messages import (
     ConceptExampleBody,
     ConceptRequest,
@@ -44,7 +45,6 @@ from search.results import DuplicateGroup, Hit, SearchResult, TagReport
 
 if TYPE_CHECKING:
     from indexer.indexing import IndexReport
-    from indexer.stores.interface import PayloadFilter
     from indexer.transfer import LoadReport
     from search.concepts import Concept
 
@@ -321,10 +321,12 @@ def build_request(
             negative_texts.append(negative)
         else:
             part_bodies.append(part_body(negative, weight=-abs(negative.weight)))
-    if isinstance(where, str):
-        where = [where]
-    filters = list(where) if isinstance(where, Sequence) else []
-    if where is not None and not isinstance(where, Sequence):
+    filters: list[str] = []
+    if where is not None:
+        # Parsed here, then written back: a bad filter fails before any request, and a
+        # relative folder= is made absolute on the caller's machine, not on a server.
+        if not isinstance(where, PayloadFilter):
+            where = parse_filters([where] if isinstance(where, str) else where)
         filters = filter_expressions(where)
     try:
         return SearchRequest(
