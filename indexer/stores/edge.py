@@ -429,10 +429,11 @@ class EdgeStore(VectorStore):
         batch_size: int = 1024,
         with_vectors: bool = False,
         where: PayloadFilter | None = None,
+        start: int | None = None,
     ) -> Iterator[StoredPoint]:
         if self._shard is None:
             return
-        offset: int | None = None
+        offset: int | None = start
         while True:
             request = qe.ScrollRequest(
                 offset=offset,
