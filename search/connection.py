@@ -24,9 +24,9 @@ Either way the client has one face (:class:`~search.face.CollectionClient`).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from indexer.config import Settings
-from indexer.errors import StoreServedError
 from indexer.stores.location import StoreLocation
 from search.face import CollectionClient
 
@@ -65,16 +65,31 @@ def connect(
         if anyshot_health(parsed.text) is not None:
             return RemoteImageSearch(parsed.text, api_key=key)
         return open_local(settings)
-    try:
-        return open_local(settings)
-    except StoreServedError as held:
-        from search.remote_client import RemoteImageSearch
+    if parsed.folder is not None:
+        served = served_folder(parsed.folder, key)
+        if served is not None:
+            return served
+    return open_local(settings)  # a folder a server holds without answering: StoreServedError
 
-        remote = RemoteImageSearch(held.url, api_key=key)
-        if not remote.healthy():
-            remote.close()
-            raise  # the server named in server.json does not answer (yet): say so
+
+def served_folder(folder: Path, api_key: str | None) -> CollectionClient | None:
+    """The client of the ``anyshot serve`` that holds a store folder, if one does and answers.
+
+    The server's ``server.json`` is read before the store is opened: a server holds an empty
+    folder too (it will index into it), which opening it here would not notice.
+    """
+    from indexer.stores.holder import live_server
+
+    server = live_server(folder)
+    if server is None:
+        return None
+    from search.remote_client import RemoteImageSearch
+
+    remote = RemoteImageSearch(server.url, api_key=api_key)
+    if remote.healthy():
         return remote
+    remote.close()  # not (yet) answering: opening the store here says who holds it
+    return None
 
 
 def settings_for(location: str | os.PathLike[str] | None, settings: Settings | None) -> Settings:

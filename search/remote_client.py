@@ -365,7 +365,7 @@ def concept_of(body: ConceptBody) -> Concept:
 
 def job_error(job: IndexJobBody) -> AnyshotError:
     """The error of a failed index run: the class the server raised when the job says it."""
-    kind = str(getattr(job, "error_type", None) or "AnyshotError")
+    kind = job.error_type or "AnyshotError"
     message = job.error or f"the index run {job.id} ended as {job.state}"
     return error_from_reply(ErrorBody(error=message, type=kind))
 

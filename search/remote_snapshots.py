@@ -18,6 +18,7 @@ import secrets
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,21 +45,24 @@ from indexer.snapshot_documents import (
 )
 from indexer.transfer import REJECTED_SAMPLES, LoadReport, check_shard
 from indexer.trusted_roots import root_of
-from search.messages import LoadReportBody
+from search.messages import (
+    NEXT_AFTER_HEADER,
+    PARQUET_MEDIA_TYPE,
+    SHARD_CHECKSUM_HEADER,
+    TOTAL_POINTS_HEADER,
+    LoadReportBody,
+    SnapshotDocumentsBody,
+)
 
 if TYPE_CHECKING:
     from search.remote_client import RemoteImageSearch
 
 EXPORT_PAGE_POINTS = 10_000
-"""Points asked for per page of an export (the server may send fewer): one shard each."""
-NEXT_HEADER = "X-Anyshot-Next"
-"""The reply header of ``GET /export/points`` that holds the next page's ``after``."""
-CHECKSUM_HEADER = "X-Anyshot-Checksum"
-"""The reply header of ``GET /export/points`` that holds the shard's checksum."""
+"""Points asked for per page of an export (the server's most): one shard each, as a local
+export writes them."""
 UPLOAD_TARGET_BYTES = 4 * MIB
 """About how large a shard sent to ``POST /load`` is at first (well under the default upload
 limit of 20 MB); a server that refuses it as too large gets shards half as large."""
-PARQUET_TYPE = "application/vnd.apache.parquet"
 CUT_OFF = (httpx.WriteError, httpx.ReadError, httpx.RemoteProtocolError)
 """How a server that refuses a body unread may end the upload of it."""
 
@@ -88,21 +92,36 @@ def export_from_server(
     first = next(pages, None)  # the server says first whether it has a collection at all
     if list_shards(target) or os.path.lexists(target / DOCUMENTS_FILE):
         raise ParquetError(f"{folder} already holds Parquet shards: export into an empty folder")
-    total = client.info().points
     written = 0
     stamp = time.time_ns()
-    for number, (data, checksum) in enumerate(_chained(first, pages)):
-        written += save_shard(target, data, checksum, order=stamp + number, origin=client.url)
+    for number, page in enumerate(_chained(first, pages)):
+        written += save_shard(
+            target, page.data, page.checksum, order=stamp + number, origin=client.url
+        )
         if progress is not None:
-            progress(written, max(total, written))
-    documents = client.send_json("GET", "/export/documents")
-    if isinstance(documents, dict) and documents.get("documents"):
-        write_documents_file(target, documents)
+            progress(written, max(page.total, written))
+    documents = SnapshotDocumentsBody.model_validate(client.send_json("GET", "/export/documents"))
+    if documents.documents:
+        write_documents_file(target, documents.model_dump())
     return written
 
 
-def export_pages(client: RemoteImageSearch, page_points: int) -> Iterator[tuple[bytes, str | None]]:
-    """The shards of ``GET /export/points``, page after page: (bytes, checksum header)."""
+@dataclass(frozen=True)
+class ExportPage:
+    """One page of ``GET /export/points``: a shard's bytes, the checksum the server says it
+    carries, and the points of the whole collection."""
+
+    data: bytes
+    checksum: str | None
+    total: int
+
+
+def export_pages(client: RemoteImageSearch, page_points: int) -> Iterator[ExportPage]:
+    """The shards of ``GET /export/points``, page after page, until the server says the last.
+
+    Raises:
+        StoreNotFoundError: The server's store holds no collection (at the first page).
+    """
     after: str | None = None
     while True:
         params: dict[str, Any] = {"limit": page_points}
@@ -111,15 +130,18 @@ def export_pages(client: RemoteImageSearch, page_points: int) -> Iterator[tuple[
         reply = client.send("GET", "/export/points", params=params, long=True)
         if reply.status_code == 204 or not reply.content:
             return
-        yield reply.content, reply.headers.get(CHECKSUM_HEADER)
-        after = reply.headers.get(NEXT_HEADER)
+        total = reply.headers.get(TOTAL_POINTS_HEADER, "0")
+        yield ExportPage(
+            reply.content,
+            reply.headers.get(SHARD_CHECKSUM_HEADER),
+            int(total) if total.isdigit() else 0,
+        )
+        after = reply.headers.get(NEXT_AFTER_HEADER)
         if not after:
             return
 
 
-def _chained(
-    first: tuple[bytes, str | None] | None, rest: Iterator[tuple[bytes, str | None]]
-) -> Iterator[tuple[bytes, str | None]]:
+def _chained(first: ExportPage | None, rest: Iterator[ExportPage]) -> Iterator[ExportPage]:
     if first is not None:
         yield first
         yield from rest
@@ -214,12 +236,12 @@ def load_into_server(
             shard, kept = checked
             model = model or shard.model
             uploader.upload(shard, kept)
-    if progress:
-        progress(len(shards), len(shards))
-    documents = read_documents(folder, model)
-    report.rejected_documents = documents.rejected
-    if documents.concepts and model is not None:
-        uploader.upload_concepts(documents.concepts, model)
+        if progress:
+            progress(len(shards), len(shards))
+        documents = read_documents(folder, model)
+        report.rejected_documents = documents.rejected
+        if documents.concepts and model is not None:
+            uploader.upload_concepts(documents.concepts, model)
     if not uploader.answered:
         report.points = client.info().points
     return report
@@ -278,16 +300,15 @@ class ShardUploader:
             start += len(rows)
 
     def upload_concepts(self, concepts: list[dict[str, Any]], model: ModelIdentity) -> None:
-        """Send the checked concepts of the snapshot as its documents file would hold them."""
-        content = {
-            "format": FORMAT_VERSION,
-            "model": model.to_dict(),
-            "documents": {
-                CONCEPTS_DOCUMENT: {"format": CONCEPTS_FORMAT, "concepts": concepts},
-            },
-        }
+        """Send the checked concepts of the snapshot (``POST /load/documents``) as its
+        documents file holds them; the server checks them again."""
+        content = SnapshotDocumentsBody(
+            format=FORMAT_VERSION,
+            model=model.to_dict(),
+            documents={CONCEPTS_DOCUMENT: {"format": CONCEPTS_FORMAT, "concepts": concepts}},
+        )
         body = LoadReportBody.model_validate(
-            self.client.send_json("POST", "/load/documents", json=content, long=True)
+            self.client.send_json("POST", "/load/documents", json=content.model_dump(), long=True)
         )
         answer = body.model_dump()
         self.report.concepts += list(answer.get("concepts") or [])
@@ -306,7 +327,7 @@ class ShardUploader:
                 "/load",
                 content=data,
                 params=[("trust", root) for root in self.trust],
-                headers={"Content-Type": PARQUET_TYPE},
+                headers={"Content-Type": PARQUET_MEDIA_TYPE},
                 long=True,
                 allow=(413,),
             )

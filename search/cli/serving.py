@@ -90,13 +90,17 @@ def serve_settings(
 
 
 def check_servable(settings: Settings) -> None:
-    """A locked or broken store is one line here, not a traceback from the server's start."""
-    from indexer.stores.edge import EdgeStore
-    from indexer.stores.opening import open_store
+    """Open the collection as the server will, and let it go: a store that another process
+    holds, or that cannot be opened, is one line here, not a traceback from the server's
+    start.
 
-    with open_store(settings.store) as opened:
-        if isinstance(opened, EdgeStore):
-            opened.hold()  # an empty folder held by another server too
+    Raises:
+        StoreLockedError: Another process (another server too) holds the store folder.
+        StoreError: The store cannot be opened.
+    """
+    from search.client import ImageSearch
+
+    ImageSearch.for_server(settings).close()
 
 
 def run_server(

@@ -101,10 +101,10 @@ def test_info_on_a_missing_store_is_one_line(tmp_path) -> None:
     assert modules & HEAVY == set()
 
 
-def test_an_unknown_concept_is_refused_without_the_model(store) -> None:
-    code, _, err, modules = run_fresh("concept", "remove", "nobody", "--store", str(store))
+def test_an_unknown_concept_is_one_line(store) -> None:
+    code, _, err, _ = run_fresh("concept", "remove", "nobody", "--store", str(store))
     assert code == 1 and err.startswith("error: ") and "nobody" in err
-    assert modules & HEAVY == set()
+    assert err.count("\n") == 0
 
 
 def test_indexing_a_folder_without_images_says_so(tmp_path) -> None:
@@ -115,10 +115,9 @@ def test_indexing_a_folder_without_images_says_so(tmp_path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("no images here")
+    store = str(tmp_path / "store")
     result = CliRunner().invoke(
-        main,
-        ["index", str(empty), "--store", str(tmp_path / "store"), "--model", "anyshot-tiny"]
-        + ["--json"],
+        main, ["index", str(empty), "--store", store, "--model", "anyshot-tiny", "--json"]
     )
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])

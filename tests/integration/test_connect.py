@@ -135,10 +135,30 @@ def test_a_folder_held_by_anyshot_serve_gets_the_remote_client(
         assert client.info() == held
 
 
-def test_a_held_folder_whose_server_does_not_answer_is_one_error(tmp_path) -> None:
+def test_an_empty_folder_held_by_anyshot_serve_gets_the_remote_client(
+    image_folder, tmp_path
+) -> None:
+    """A server holds an empty folder from its start (it will index into it): a client must
+    find it there, not open the folder beside it."""
+    from search.api import create_app
+
+    store = tmp_path / "empty-store"
+    settings = build_settings(store=str(store), model="anyshot-tiny", workers=0)
+    port = free_port()
+    advertised = f"http://127.0.0.1:{port}"
+    app = create_app(settings, advertise_url=advertised)
+    with running_uvicorn(app, port), connect(store) as client:
+        assert isinstance(client, RemoteImageSearch)
+        assert client.index(image_folder["red"].parent).indexed == 6
+        assert client.info().points == 6
+
+
+def test_a_held_folder_whose_server_does_not_answer_is_one_error(
+    tiny_store_template, tmp_path
+) -> None:
     folder = tmp_path / "served"
-    held = EdgeStore(folder)
-    held.hold()  # as a server that has not started answering holds it
+    shutil.copytree(tiny_store_template[1], folder)
+    held = EdgeStore(folder)  # as a server that does not answer (yet) holds it
     dead = f"http://127.0.0.1:{free_port()}"
     advertise_server(folder, dead)
     try:
@@ -150,10 +170,10 @@ def test_a_held_folder_whose_server_does_not_answer_is_one_error(tmp_path) -> No
     assert "\n" not in str(refused.value)
 
 
-def test_a_folder_held_by_another_process_is_locked(tmp_path) -> None:
+def test_a_folder_held_by_another_process_is_locked(tiny_store_template, tmp_path) -> None:
     folder = tmp_path / "held"
+    shutil.copytree(tiny_store_template[1], folder)
     held = EdgeStore(folder)
-    held.hold()
     try:
         with pytest.raises(StoreLockedError) as refused:
             connect(folder)
@@ -169,8 +189,7 @@ def test_the_api_key_comes_from_the_argument_or_the_settings(tiny_store_template
     _, template = tiny_store_template
     store = tmp_path / "store"
     shutil.copytree(template, store)
-    settings = build_settings(store=str(store))
-    settings.api = settings.api.model_copy(update={"api_key": "sesame"})
+    settings = Settings(store={"location": str(store)}, api={"api_key": "sesame"})
     with running_uvicorn(create_app(settings), free_port()) as url:
         with connect(url) as client, pytest.raises(ConfigError):
             client.info()  # no key: refused, as the server's own error class
