@@ -27,6 +27,7 @@ import os
 from pathlib import Path
 
 from indexer.config import Settings
+from indexer.errors import StoreServedError
 from indexer.stores.location import StoreLocation
 from search.face import CollectionClient
 
@@ -53,7 +54,8 @@ def connect(
 
     Raises:
         StoreError: The location is not one of the three kinds, or the store cannot be opened.
-        StoreServedError: A running ``anyshot serve`` holds the folder but does not answer.
+        StoreServedError: A running ``anyshot serve`` holds the folder but does not answer
+            (its ``server.json`` names a live process).
         StoreLockedError: Another process (not a server) holds the folder.
     """
     settings = settings_for(location, settings)
@@ -66,30 +68,34 @@ def connect(
             return RemoteImageSearch(parsed.text, api_key=key)
         return open_local(settings)
     if parsed.folder is not None:
-        served = served_folder(parsed.folder, key)
+        served = served_folder(parsed.text, parsed.folder, key)
         if served is not None:
             return served
-    return open_local(settings)  # a folder a server holds without answering: StoreServedError
+    return open_local(settings)
 
 
-def served_folder(folder: Path, api_key: str | None) -> CollectionClient | None:
-    """The client of the ``anyshot serve`` that holds a store folder, if one does and answers.
+def served_folder(location: str, folder: Path, api_key: str | None) -> CollectionClient | None:
+    """The client of the ``anyshot serve`` that holds a store folder, if one does.
 
     The server's ``server.json`` is read before the store is opened: a server holds an empty
     folder too (it will index into it), which opening it here would not notice.
+
+    Raises:
+        StoreServedError: ``server.json`` names a running process that does not answer as
+            anyshot at its URL: the folder is held, and the work cannot go there.
     """
     from indexer.stores.holder import live_server
 
     server = live_server(folder)
     if server is None:
-        return None
+        return None  # nobody, or a server that was killed: the store opens here
     from search.remote_client import RemoteImageSearch
 
     remote = RemoteImageSearch(server.url, api_key=api_key)
     if remote.healthy():
         return remote
-    remote.close()  # not (yet) answering: opening the store here says who holds it
-    return None
+    remote.close()
+    raise StoreServedError(location, server.url)
 
 
 def settings_for(location: str | os.PathLike[str] | None, settings: Settings | None) -> Settings:

@@ -199,8 +199,9 @@ def schedule(
     """Keep SOURCE indexed on a schedule: serve the index flow until stopped (Ctrl-C).
 
     Needs a Prefect server (prefect server start) and PREFECT_API_URL pointing at it.
-    Runs appear in the Prefect UI with their progress and skipped files. A store folder that
-    `anyshot serve` holds cannot be scheduled (index it through the server).
+    Runs appear in the Prefect UI with their progress and skipped files. While `anyshot serve`
+    holds the store folder, each run is refused at its start in one line (index through the
+    server instead); the command says so when it starts.
 
     \b
     Examples:
@@ -219,12 +220,24 @@ def schedule(
         prune=prune,
     )
     source = os.path.abspath(source) if os.path.exists(source) else source
-    with open_collection(settings) as client:
-        if is_remote(client):  # every run would be refused: say so now, once
-            raise StoreServedError(settings.store.location, client.location, source=source)
+    held = served_by(settings, source)
+    if held is not None:  # each run refuses at its start, in one line: say so now, once
+        warn(f"{held}; the scheduled runs are refused while the server holds the store")
     from search.client import quiet_prefect_telemetry
 
     quiet_prefect_telemetry()  # before prefect is imported
     from pipelines.schedule import serve_index_schedule
 
     serve_index_schedule(source, settings, cron=cron, interval=interval, name=name)
+
+
+def served_by(settings: Settings, source: str) -> StoreServedError | None:
+    """The refusal each scheduled run would meet, when ``anyshot serve`` holds the store."""
+    try:
+        with open_collection(settings) as client:
+            if not is_remote(client):
+                return None
+            url = client.location
+    except StoreServedError as held:  # held by a server that does not answer
+        url = held.url
+    return StoreServedError(settings.store.location, url, source=source)

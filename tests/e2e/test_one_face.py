@@ -193,14 +193,24 @@ def test_the_scenario_gives_the_same_answers_in_process_remote_and_through_the_c
         assert through_cli[key] == local[key], key
 
 
+def taken_folder(root: Path) -> Path:
+    folder = root / "taken"
+    folder.mkdir(exist_ok=True)
+    (folder / "documents.json").write_text("{}")
+    return folder
+
+
 @pytest.mark.parametrize(
     ("call", "kind"),
     [
-        (lambda c: c.search(similar_to=12345), "QueryError"),
-        (lambda c: c.remove_concept("nobody"), "QueryError"),
-        (lambda c: c.search("a red circle", threshold=2.0), "QueryError"),
-        (lambda c: c.search(name="   "), "QueryError"),
-        (lambda c: c.search("x", where=["folder=/x", "size<1B"], k=1), "ok"),
+        (lambda c, _: c.search(similar_to=12345), "QueryError"),
+        (lambda c, _: c.remove_concept("nobody"), "QueryError"),
+        (lambda c, _: c.search("a red circle", threshold=2.0), "QueryError"),
+        (lambda c, _: c.search(name="   "), "QueryError"),
+        (lambda c, root: c.index(root / "no such folder"), "SourceError"),
+        (lambda c, root: c.export(taken_folder(root)), "ParquetError"),
+        (lambda c, root: c.load(root / "images"), "ParquetError"),
+        (lambda c, _: c.search("x", where=["folder=/x", "size<1B"], k=1), "ok"),
     ],
 )
 def test_errors_are_the_same_class_and_message_in_process_and_remote(world, call, kind) -> None:
@@ -210,7 +220,7 @@ def test_errors_are_the_same_class_and_message_in_process_and_remote(world, call
     for location in (world["stores"]["local"], world["python_server"].url):
         with connect(location, settings=settings) as client:
             try:
-                outcomes.append(("ok", [h.id for h in call(client)]))
+                outcomes.append(("ok", [h.id for h in call(client, world["root"])]))
             except AnyshotError as exc:
                 outcomes.append((type(exc).__name__, str(exc)))
     assert outcomes[0] == outcomes[1]
@@ -243,6 +253,25 @@ def test_the_cli_prints_the_same_with_and_without_the_server(world, tmp_path) ->
     alone[-1] = alone[-1].replace(str(tmp_path / "alone"), "SNAPSHOT")
     assert served == alone
     assert exported(tmp_path / "served") == exported(tmp_path / "alone")
+
+
+def test_schedule_on_a_served_store_says_at_once_that_its_runs_are_refused(
+    world, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)  # it stops there, after the warning
+    store, url = world["stores"]["python"], world["python_server"].url
+    result = CliRunner().invoke(
+        main, ["schedule", str(tmp_path), "--interval", "60", "--store", str(store)]
+    )
+    warning, error = result.stderr.strip().splitlines()
+    held = f"warning: {store} is open in another process: anyshot serve at {url} holds it"
+    assert warning.startswith(held)
+    assert warning.endswith("the scheduled runs are refused while the server holds the store")
+    assert (result.exit_code, error) == (
+        1,
+        "error: scheduling needs a Prefect server: start one (prefect server start) and set "
+        "PREFECT_API_URL=http://127.0.0.1:4200/api",
+    )
 
 
 def test_a_load_through_the_server_is_cut_under_its_upload_limit(
