@@ -229,10 +229,14 @@ def test_errors_are_the_same_class_and_message_in_process_and_remote(world, call
 
 def test_the_cli_prints_the_same_with_and_without_the_server(world, tmp_path) -> None:
     """The contract: while `anyshot serve --store S` runs, info, concept add, search --name,
-    dupes and export exit 0 with the output they give without the server."""
+    dupes and export exit 0 with the output they give without the server; the other commands,
+    and errors, are the same too (exit code, stdout, stderr)."""
     store, images = world["stores"]["cli"], world["images"]
     at = ("--store", str(store))
     example = str(images / "heart-cyan-003.png")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("circle\nheart\n")
+    (tmp_path / "no-shards").mkdir()
 
     def commands(snapshot: Path) -> list[tuple[str, ...]]:
         return [
@@ -244,14 +248,31 @@ def test_the_cli_prints_the_same_with_and_without_the_server(world, tmp_path) ->
             ("search", "--name", "a heart", *at, "-k", "3"),
             ("dupes", *at, "--json"),
             ("export", str(snapshot), *at),
+            ("concept", "remove", "a heart", *at),
+            ("search", "--id", "12345", *at),
+            ("concept", "remove", "nobody", *at),
+            ("load", str(tmp_path / "no-shards"), *at),
+            ("index", str(images / "copies"), *at, "--json"),
         ]
 
-    served = [without_size(cli(*args)) for args in commands(tmp_path / "served")]
+    def outcomes(snapshot: Path) -> list[tuple[int, str, str]]:
+        found = []
+        for args in commands(snapshot):
+            result = CliRunner().invoke(main, list(args))
+            out = without_size(result.stdout).replace(str(snapshot), "SNAPSHOT")
+            out = re.sub(r'"seconds": [0-9.]+, "images_per_second": [0-9.]+', "TIME", out)
+            found.append((result.exit_code, out, result.stderr))
+        return found
+
+    served = outcomes(tmp_path / "served")
     world["cli_server"].stop()  # the store is now opened by each command itself
-    alone = [without_size(cli(*args)) for args in commands(tmp_path / "alone")]
-    served[-1] = served[-1].replace(str(tmp_path / "served"), "SNAPSHOT")
-    alone[-1] = alone[-1].replace(str(tmp_path / "alone"), "SNAPSHOT")
-    assert served == alone
+    alone = outcomes(tmp_path / "alone")
+    # An index run through the server says so on stderr; the rest is the same.
+    assert served[-1][2].startswith(f"{store} is open in anyshot serve (http://")
+    served[-1] = (served[-1][0], served[-1][1], alone[-1][2])
+    for args, one, other in zip(commands(tmp_path), served, alone, strict=True):
+        assert one == other, args
+    assert [code for code, _, _ in served] == [0] * 9 + [1] * 3 + [0]
     assert exported(tmp_path / "served") == exported(tmp_path / "alone")
 
 
