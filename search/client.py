@@ -63,6 +63,7 @@ from search.request_parts import (
     IMAGE_BYTES_LIMIT,
     CallerExamples,
     ExampleReader,
+    NoExamples,
     printable,
     refuse_control_characters,
     request_parts,
@@ -125,7 +126,7 @@ class ImageSearch(CollectionClient):
         self._engine: SearchEngine | None = None
         self._lock = threading.RLock()  # the engine is built once, whatever thread asks first
         self._writing = threading.Lock()  # one collection-wide write (index, tag, load) at a time
-        self._examples: ExampleReader | None = CallerExamples()
+        self._examples: ExampleReader = CallerExamples()
         self._serving = False  # a server's client: flow runners and default readers refused
         self._advertised: Path | None = None
 
@@ -155,7 +156,7 @@ class ImageSearch(CollectionClient):
         client = cls(settings, store=store)
         client._owns_store = True
         client._serving = True
-        client._examples = None
+        client._examples = NoExamples()
         folder = StoreLocation.parse(settings.store.location).folder
         if advertise_url is not None and folder is not None:
             advertise_server(folder, advertise_url)
@@ -367,7 +368,7 @@ class ImageSearch(CollectionClient):
             ModelMismatchError: The collection was built by another model.
             BusyError: A server's reader is at its limit of downloads or decodes.
         """
-        reader = self._reader(examples)
+        reader = examples or self._examples
         engine = self.engine  # an empty store or another model says so before images are read
         parts = request_parts(request, reader, engine.embedder.image_size)
         result = engine.query(
@@ -380,12 +381,6 @@ class ImageSearch(CollectionClient):
             collapse_duplicates=request.collapse_duplicates,
         )
         return result if request.explain else SearchResult(result.hits)
-
-    def _reader(self, examples: ExampleReader | None) -> ExampleReader:
-        reader = examples or self._examples
-        if reader is None:
-            raise ConfigError("a server's client reads example images only through the server")
-        return reader
 
     def search_vector(self, vector: Sequence[float] | np.ndarray, *, k: int = 10) -> list[Hit]:
         """The ``k`` images nearest to a raw embedding (clip-back's ``embedding_input``).
@@ -438,7 +433,7 @@ class ImageSearch(CollectionClient):
         if not name:
             raise QueryError("a concept needs a name")
         refuse_control_characters(name, "a concept's name")
-        reader = self._reader(examples)
+        reader = examples or self._examples
         engine = self.engine
         embedded = [self._embed_example(engine, example, reader) for example in request.examples]
         concept = Concept(

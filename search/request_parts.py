@@ -15,7 +15,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Protocol
 
-from indexer.errors import ImageDecodeError, QueryError
+from indexer.errors import ConfigError, ImageDecodeError, QueryError
 from indexer.schema import is_point_id
 from search.face import ImageInput, image_bytes_of
 from search.messages import QueryPartBody, SearchRequest, image_bytes
@@ -53,6 +53,19 @@ class CallerExamples:
     def url(self, url: str) -> bytes | int:
         """Download an http(s) URL (or read a file path) with this process's rights."""
         return image_bytes_of(url)
+
+
+class NoExamples:
+    """The reader of a client that reads no example image on its own (a server's: its requests'
+    images are read through the server's own reader, passed with each request)."""
+
+    def image(self, data: bytes, label: str, target_size: int | None) -> ImageInput:
+        """Refuse."""
+        raise ConfigError("a server's client reads example images only through the server")
+
+    def url(self, url: str) -> bytes | int:
+        """Refuse."""
+        raise ConfigError("a server's client reads example images only through the server")
 
 
 def request_parts(
