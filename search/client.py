@@ -28,6 +28,7 @@ import contextlib
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,7 +54,7 @@ from indexer.stores.location import StoreLocation
 from indexer.stores.opening import open_store
 from indexer.trusted_roots import TRUSTED_ROOTS_DOCUMENT, read_trusted_roots
 from search import snapshot_parts
-from search.concepts import Concept
+from search.concepts import Concept, ConceptRegistry
 from search.duplicates import find_duplicates
 from search.face import CollectionClient, CollectionInfo
 from search.filters import parse_filters
@@ -159,7 +160,11 @@ class ImageSearch(CollectionClient):
         client._examples = NoExamples()
         folder = StoreLocation.parse(settings.store.location).folder
         if advertise_url is not None and folder is not None:
-            advertise_server(folder, advertise_url)
+            try:
+                advertise_server(folder, advertise_url)
+            except OSError as exc:
+                client.close()
+                raise ConfigError(f"cannot write server.json in {folder}: {exc}") from exc
             client._advertised = folder
         return client
 
@@ -462,8 +467,13 @@ class ImageSearch(CollectionClient):
         return engine.embed_image(reader.image(data, shown, engine.embedder.image_size)), label
 
     def concepts(self) -> list[Concept]:
-        """The registered concepts, by name."""
-        return self.engine.concepts.list()
+        """The registered concepts, by name (no model is loaded).
+
+        Raises:
+            StoreNotFoundError: Nothing was indexed yet.
+        """
+        self.store.require_model()
+        return ConceptRegistry(self.store).list()
 
     def remove_concept(self, name: str) -> None:
         """Forget a concept.
@@ -472,7 +482,7 @@ class ImageSearch(CollectionClient):
             QueryError: No concept has that name.
         """
         with self._lock:
-            self.engine.concepts.remove(name)
+            ConceptRegistry(self.store).remove(name)
 
     # -- tags and duplicates -------------------------------------------------------------------
 
@@ -507,10 +517,12 @@ class ImageSearch(CollectionClient):
             return tag_images(engine, labels, top=top, min_score=min_score, progress=progress)
 
     def tag_counts(self) -> dict[str, int]:
-        """Images per tag, most frequent first."""
-        from search.tagging import count_tags
-
-        return count_tags(self.engine)
+        """Images per tag, most frequent first (no model is loaded)."""
+        self.store.require_model()
+        counts: Counter[str] = Counter()
+        for point in self.store.scroll(batch_size=4096):
+            counts.update(str(tag) for tag in point.payload.get("tags") or [])
+        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
     def duplicates(
         self, *, threshold: float | None = None, progress: ProgressCallback | None = None

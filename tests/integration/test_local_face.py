@@ -48,13 +48,14 @@ def test_it_is_the_face() -> None:
     assert not ImageSearch.__abstractmethods__
 
 
-def test_info_loads_no_model_and_imports_no_torch(store) -> None:
+def test_info_concepts_and_tag_counts_load_no_model_nor_torch(store) -> None:
     code = (
         "import json, sys\n"
         "from indexer.config import build_settings\n"
         "from search.client import ImageSearch\n"
         f"with ImageSearch(build_settings(store={str(store)!r})) as client:\n"
         "    info = client.info().model_dump()\n"
+        "    assert client.concepts() == [] and client.tag_counts() == {}\n"
         "heavy = ['torch', 'open_clip', 'search.engine', 'indexer.embed', 'prefect', 'fastapi']\n"
         "print(json.dumps({'info': info, 'loaded': [m for m in heavy if m in sys.modules]}))\n"
     )
