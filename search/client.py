@@ -18,8 +18,8 @@ Beyond the face it offers what a server needs instead of reaching into the store
 :meth:`ImageSearch.for_server` (the store held for the whole run, its calls serialised between
 threads), payloads by id, a search by a raw vector (clip-back), the trusted roots, and a
 snapshot in parts (:mod:`search.snapshot_parts`). Requests' example images go through an
-:class:`ExampleReader`: a local caller's are read as that caller, a server's through its own
-bounded reader (:mod:`search.serving.example_images`).
+:class:`~search.request_parts.ExampleReader`: a local caller's are read as that caller, a
+server's through its own bounded reader (:mod:`search.serving.example_images`).
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ import contextlib
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ from indexer.config import (
     model_for_collection,
     resolve_runner,
 )
-from indexer.errors import BusyError, ConfigError, ImageDecodeError, QueryError, StoreNotFoundError
+from indexer.errors import BusyError, ConfigError, QueryError, StoreNotFoundError
 from indexer.progress import ProgressCallback
 from indexer.run_folders import run_folders
 from indexer.schema import ModelIdentity, is_point_id
@@ -53,20 +54,21 @@ from indexer.stores.location import StoreLocation
 from indexer.stores.opening import open_store
 from indexer.trusted_roots import TRUSTED_ROOTS_DOCUMENT, read_trusted_roots
 from search import snapshot_parts
-from search.concepts import Concept
+from search.concepts import Concept, ConceptRegistry
 from search.duplicates import find_duplicates
-from search.face import CollectionClient, CollectionInfo, ImageInput, image_bytes_of
+from search.face import CollectionClient, CollectionInfo
 from search.filters import parse_filters
 from search.knowledge import KnowledgeBase, OnlineDescriptions, load_knowledge_base, normalise_name
-from search.messages import (
-    ConceptExampleBody,
-    ConceptRequest,
-    InfoBody,
-    QueryPartBody,
-    SearchRequest,
-    image_bytes,
+from search.messages import ConceptExampleBody, ConceptRequest, InfoBody, SearchRequest, image_bytes
+from search.request_parts import (
+    IMAGE_BYTES_LIMIT,
+    CallerExamples,
+    ExampleReader,
+    NoExamples,
+    printable,
+    refuse_control_characters,
+    request_parts,
 )
-from search.query import QueryPart
 from search.results import DuplicateGroup, Hit, SearchResult, TagReport
 
 if TYPE_CHECKING:
@@ -80,9 +82,6 @@ PREFECT_QUIET_DEFAULTS = {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED
 """Environment defaults for the Prefect servers anyshot starts: no telemetry (which, offline,
 fails its DNS lookup and prints a traceback). Values the user set are kept."""
 
-IMAGE_BYTES_LIMIT = 1 << 30
-"""The largest example image a request may carry here (a server's body limit is far lower)."""
-
 CONCEPT_FLOATS_LIMIT = MAX_DOCUMENTS_BYTES // 24
 """Example-vector numbers all concepts together may hold: about what a snapshot's documents file
 (at most :data:`~indexer.snapshot_documents.MAX_DOCUMENTS_BYTES`) carries as JSON."""
@@ -95,36 +94,6 @@ def quiet_prefect_telemetry() -> None:
     """
     for name, value in PREFECT_QUIET_DEFAULTS.items():
         os.environ.setdefault(name, value)
-
-
-class ExampleReader(Protocol):
-    """How a client reads the example images a request carries (see :meth:`ImageSearch.answer`)."""
-
-    def image(self, data: bytes, label: str, target_size: int | None) -> ImageInput:
-        """Decode an example image's bytes (``label`` names it in errors) for a model whose
-        input is ``target_size`` pixels square."""
-        ...
-
-    def url(self, url: str) -> bytes | int:
-        """An example given by URL: its bytes, or the id of the indexed image it names."""
-        ...
-
-
-class CallerExamples:
-    """The example images of a caller in this process: URLs and files read as that caller."""
-
-    def image(self, data: bytes, label: str, target_size: int | None) -> ImageInput:
-        """Decode the bytes to RGB, as the engine would."""
-        from indexer.decode import decode_image
-
-        try:
-            return decode_image(data, uri=label, target_size=target_size).image
-        except ImageDecodeError as exc:
-            raise QueryError(f"cannot use {label}: {exc.reason}") from exc
-
-    def url(self, url: str) -> bytes | int:
-        """Download an http(s) URL (or read a file path) with this process's rights."""
-        return image_bytes_of(url)
 
 
 class ImageSearch(CollectionClient):
@@ -158,7 +127,7 @@ class ImageSearch(CollectionClient):
         self._engine: SearchEngine | None = None
         self._lock = threading.RLock()  # the engine is built once, whatever thread asks first
         self._writing = threading.Lock()  # one collection-wide write (index, tag, load) at a time
-        self._examples: ExampleReader | None = CallerExamples()
+        self._examples: ExampleReader = CallerExamples()
         self._serving = False  # a server's client: flow runners and default readers refused
         self._advertised: Path | None = None
 
@@ -188,10 +157,14 @@ class ImageSearch(CollectionClient):
         client = cls(settings, store=store)
         client._owns_store = True
         client._serving = True
-        client._examples = None
+        client._examples = NoExamples()
         folder = StoreLocation.parse(settings.store.location).folder
         if advertise_url is not None and folder is not None:
-            advertise_server(folder, advertise_url)
+            try:
+                advertise_server(folder, advertise_url)
+            except OSError as exc:
+                client.close()
+                raise ConfigError(f"cannot write server.json in {folder}: {exc}") from exc
             client._advertised = folder
         return client
 
@@ -387,7 +360,8 @@ class ImageSearch(CollectionClient):
         Args:
             request: The query.
             examples: How to read its example images (base64 bytes, URLs); None: as the
-                caller of this process (:class:`CallerExamples`). A server gives its own.
+                caller of this process (:class:`~search.request_parts.CallerExamples`); a
+                server gives its own.
 
         Returns:
             Hits (best first); ``explain`` only when the request asks for it.
@@ -399,7 +373,7 @@ class ImageSearch(CollectionClient):
             ModelMismatchError: The collection was built by another model.
             BusyError: A server's reader is at its limit of downloads or decodes.
         """
-        reader = self._reader(examples)
+        reader = examples or self._examples
         engine = self.engine  # an empty store or another model says so before images are read
         parts = request_parts(request, reader, engine.embedder.image_size)
         result = engine.query(
@@ -412,12 +386,6 @@ class ImageSearch(CollectionClient):
             collapse_duplicates=request.collapse_duplicates,
         )
         return result if request.explain else SearchResult(result.hits)
-
-    def _reader(self, examples: ExampleReader | None) -> ExampleReader:
-        reader = examples or self._examples
-        if reader is None:
-            raise ConfigError("a server's client reads example images only through the server")
-        return reader
 
     def search_vector(self, vector: Sequence[float] | np.ndarray, *, k: int = 10) -> list[Hit]:
         """The ``k`` images nearest to a raw embedding (clip-back's ``embedding_input``).
@@ -469,7 +437,8 @@ class ImageSearch(CollectionClient):
         name = name.strip() if isinstance(name, str) else ""
         if not name:
             raise QueryError("a concept needs a name")
-        reader = self._reader(examples)
+        refuse_control_characters(name, "a concept's name")
+        reader = examples or self._examples
         engine = self.engine
         embedded = [self._embed_example(engine, example, reader) for example in request.examples]
         concept = Concept(
@@ -492,14 +461,19 @@ class ImageSearch(CollectionClient):
         if example.id is not None:
             return engine.stored_vectors([example.id])[0], f"id:{example.id}"
         assert example.image is not None
-        label = example.label or "<bytes>"
+        label = printable(example.label or "<bytes>")
         shown = f"the example image {example.label}" if example.label else "the example image"
         data = image_bytes(example.image, IMAGE_BYTES_LIMIT)
         return engine.embed_image(reader.image(data, shown, engine.embedder.image_size)), label
 
     def concepts(self) -> list[Concept]:
-        """The registered concepts, by name."""
-        return self.engine.concepts.list()
+        """The registered concepts, by name (no model is loaded).
+
+        Raises:
+            StoreNotFoundError: Nothing was indexed yet.
+        """
+        self.store.require_model()
+        return ConceptRegistry(self.store).list()
 
     def remove_concept(self, name: str) -> None:
         """Forget a concept.
@@ -508,7 +482,7 @@ class ImageSearch(CollectionClient):
             QueryError: No concept has that name.
         """
         with self._lock:
-            self.engine.concepts.remove(name)
+            ConceptRegistry(self.store).remove(name)
 
     # -- tags and duplicates -------------------------------------------------------------------
 
@@ -536,15 +510,19 @@ class ImageSearch(CollectionClient):
         """
         from search.tagging import tag_images
 
+        for label in labels:
+            refuse_control_characters(str(label), "a label")
         engine = self.engine
         with self._exclusive("tagging"):
             return tag_images(engine, labels, top=top, min_score=min_score, progress=progress)
 
     def tag_counts(self) -> dict[str, int]:
-        """Images per tag, most frequent first."""
-        from search.tagging import count_tags
-
-        return count_tags(self.engine)
+        """Images per tag, most frequent first (no model is loaded)."""
+        self.store.require_model()
+        counts: Counter[str] = Counter()
+        for point in self.store.scroll(batch_size=4096):
+            counts.update(str(tag) for tag in point.payload.get("tags") or [])
+        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
     def duplicates(
         self, *, threshold: float | None = None, progress: ProgressCallback | None = None
@@ -666,73 +644,6 @@ class ImageSearch(CollectionClient):
 
     def __repr__(self) -> str:
         return f"ImageSearch({self.location!r})"
-
-
-def request_parts(
-    request: SearchRequest, reader: ExampleReader, target_size: int | None
-) -> list[QueryPart]:
-    """The engine's query parts of a request, its example images read through ``reader``.
-
-    Raises:
-        QueryError: No query or more than one main query; a part that cannot be used.
-    """
-    mains = [request.text, request.name, request.image, request.image_url, request.id]
-    if sum(value is not None for value in mains) > 1 or not (
-        any(value is not None for value in mains) or request.parts
-    ):
-        raise QueryError(
-            "give exactly one query: a text, an image, a name, or an indexed image's id "
-            "(combine several as parts)"
-        )
-    parts: list[QueryPart] = []
-    if request.text is not None:
-        parts.append(QueryPart("text", request.text))
-    if request.name is not None:
-        parts.append(QueryPart("name", request.name))
-    if request.image is not None:
-        parts.append(image_part(request.image, reader, target_size))
-    if request.image_url is not None:
-        parts.append(url_part(request.image_url, reader, target_size))
-    if request.id is not None:
-        parts.append(QueryPart("id", request.id))
-    parts += [body_part(part, reader, target_size) for part in request.parts]
-    parts += [QueryPart("text", text, -1.0) for text in request.negatives]
-    return parts
-
-
-def image_part(
-    text: str, reader: ExampleReader, target_size: int | None, weight: float = 1.0
-) -> QueryPart:
-    """The part of an example image given as base64 (or, for old clients, an http(s) URL)."""
-    if text.lower().startswith(("http://", "https://")):
-        return url_part(text, reader, target_size, weight)
-    data = image_bytes(text, IMAGE_BYTES_LIMIT)
-    return QueryPart("image", reader.image(data, "the example image", target_size), weight)
-
-
-def url_part(
-    url: str, reader: ExampleReader, target_size: int | None, weight: float = 1.0
-) -> QueryPart:
-    """The part of an example image given by URL: an indexed image, or the downloaded one."""
-    found = reader.url(url)
-    if isinstance(found, int):
-        return QueryPart("id", found, weight)
-    return QueryPart("image", reader.image(found, f"the image at {url}", target_size), weight)
-
-
-def body_part(part: QueryPartBody, reader: ExampleReader, target_size: int | None) -> QueryPart:
-    """The engine's part of a request's weighted part."""
-    if part.kind == "image":
-        return image_part(str(part.value), reader, target_size, part.weight)
-    if part.kind == "id":
-        try:
-            point = int(part.value)
-        except ValueError:
-            raise QueryError(f"an id part needs an integer, not {part.value!r}") from None
-        if not is_point_id(point):
-            raise QueryError(f"not an image id: {part.value!r}")
-        return QueryPart("id", point, part.weight)
-    return QueryPart(part.kind, str(part.value), part.weight)
 
 
 def check_concept_room(current: list[Concept], concept: Concept) -> None:

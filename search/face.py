@@ -312,6 +312,7 @@ def build_request(
             "give exactly one query: a text, an image, a name, or an indexed image's id "
             "(combine several as parts)"
         )
+    check_window(k, offset, collapse_duplicates)
     if isinstance(negatives, str | QueryPart):
         negatives = [negatives]  # one negative given bare, not its characters
     negative_texts: list[str] = []
@@ -346,6 +347,21 @@ def build_request(
         )
     except ValueError as exc:  # pydantic's ValidationError: a value out of its range
         raise QueryError(f"invalid query: {_first_error(exc)}") from exc
+
+
+def check_window(k: int, offset: int, collapse_duplicates: bool | float) -> None:
+    """Refuse a window or duplicate threshold out of range, in the engine's words (a local and
+    a remote client then say the same).
+
+    Raises:
+        QueryError: ``k`` below 1, a negative ``offset``, a threshold outside (0, 1].
+    """
+    if k < 1:
+        raise QueryError(f"k must be at least 1, not {k}")
+    if offset < 0:
+        raise QueryError(f"offset must not be negative, not {offset}")
+    if not isinstance(collapse_duplicates, bool) and not 0.0 < collapse_duplicates <= 1.0:
+        raise QueryError(f"a duplicate threshold lies in (0, 1], not {collapse_duplicates}")
 
 
 def part_body(part: QueryPart, *, weight: float | None = None) -> QueryPartBody:

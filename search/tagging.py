@@ -113,14 +113,6 @@ def tag_images(
     return TagReport(labels, done, tagged, ranked, time.monotonic() - started)
 
 
-def count_tags(engine: SearchEngine) -> dict[str, int]:
-    """Images per tag over the collection, most frequent first."""
-    counts: Counter[str] = Counter()
-    for point in engine.store.scroll(batch_size=4096):
-        counts.update(str(tag) for tag in point.payload.get("tags") or [])
-    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
-
-
 def _logit_scale(engine: SearchEngine) -> float:
     scale = getattr(engine.embedder.model, "logit_scale", None)
     try:

@@ -60,15 +60,15 @@ def create_app(settings: Settings | None = None, *, advertise_url: str | None = 
     app.state.settings = settings
     add_error_handlers(app)
     add_guards(app, settings)
-    app.include_router(health.router())
+    app.include_router(health.router)
     keyed = key_dependencies(settings)
     for routes in (
         search.router(settings),
         images.router(settings),
-        index.router(),
-        collection.router(),
-        concepts.router(),
-        transfer.router(),
+        index.router,
+        collection.router,
+        concepts.router,
+        transfer.router,
         clip_back.router(settings),
     ):
         app.include_router(routes, dependencies=keyed)

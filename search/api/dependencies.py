@@ -11,8 +11,7 @@ or the ``api_key`` query parameter for links such as image URLs), and Swagger UI
 send it.
 """
 
-# No "from __future__ import annotations": FastAPI reads the handlers' annotations at run
-# time, and some name types local to the router factories.
+from __future__ import annotations
 
 from typing import Annotated, Any
 

@@ -13,7 +13,7 @@ engine only ever gets the bytes, never the URL. This server's own ``/images/{id}
 ``/thumbs/{id}`` URLs (clip-front sends a result's URL back) become the indexed image itself.
 
 Each request reads its examples through :meth:`ExampleImages.reader`, the
-:class:`~search.client.ExampleReader` the server hands to its client.
+:class:`~search.request_parts.ExampleReader` the server hands to its client.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ class ExampleImages:
 
 class RequestExamples:
     """The example images of one request, read under the server's limits (a
-    :class:`~search.client.ExampleReader`).
+    :class:`~search.request_parts.ExampleReader`).
 
     Args:
         examples: The server's example images (policy, limits).

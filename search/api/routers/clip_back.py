@@ -6,8 +6,7 @@ Its bodies are clip-back's, not anyshot's (:mod:`search.messages`): clip-front p
 :class:`~search.messages.SearchRequest` (or, for ``embedding_input``, a search by vector).
 """
 
-# No "from __future__ import annotations": FastAPI reads the handlers' annotations at run
-# time, and some name types local to the router factories.
+from __future__ import annotations
 
 import base64
 import json

@@ -5,8 +5,7 @@ Examples come as base64 images (decoded under the server's limits) or indexed im
 concept keeps their embeddings only. Names may hold any character (``/`` escaped in the URL).
 """
 
-# No "from __future__ import annotations": FastAPI reads the handlers' annotations at run
-# time, and some name types local to the router factories.
+from __future__ import annotations
 
 from typing import Annotated
 
@@ -32,26 +31,25 @@ def concept_body(concept: Concept) -> ConceptBody:
     return ConceptBody.model_validate(concept.to_dict())
 
 
-def router() -> APIRouter:
-    """The concept operations."""
-    routes = APIRouter(tags=["concepts"])
+router = APIRouter(tags=["concepts"])
 
-    @routes.get("/concepts")
-    def concepts(client: Client) -> list[ConceptBody]:
-        """The registered concepts, by name."""
-        return [concept_body(concept) for concept in client.concepts()]
 
-    @routes.put("/concepts/{name:path}")
-    def define_concept(server: Server, name: ConceptName, body: ConceptRequest) -> ConceptBody:
-        """Register a name by one to 64 example images, replacing a concept of that name;
-        name queries (``name=...``) then find it first."""
-        concept = server.client.define_concept(name, body, examples=server.examples.reader())
-        return concept_body(concept)
+@router.get("/concepts")
+def concepts(client: Client) -> list[ConceptBody]:
+    """The registered concepts, by name."""
+    return [concept_body(concept) for concept in client.concepts()]
 
-    @routes.delete("/concepts/{name:path}", status_code=204, response_class=Response)
-    def remove_concept(client: Client, name: ConceptName) -> Response:
-        """Forget a concept (400 when no concept has that name)."""
-        client.remove_concept(name)
-        return Response(status_code=204)
 
-    return routes
+@router.put("/concepts/{name:path}")
+def define_concept(server: Server, name: ConceptName, body: ConceptRequest) -> ConceptBody:
+    """Register a name by one to 64 example images, replacing a concept of that name;
+    name queries (``name=...``) then find it first."""
+    concept = server.client.define_concept(name, body, examples=server.examples.reader())
+    return concept_body(concept)
+
+
+@router.delete("/concepts/{name:path}", status_code=204, response_class=Response)
+def remove_concept(client: Client, name: ConceptName) -> Response:
+    """Forget a concept (400 when no concept has that name)."""
+    client.remove_concept(name)
+    return Response(status_code=204)

@@ -6,7 +6,7 @@ by id only, never by path.
 """
 
 # No "from __future__ import annotations": FastAPI reads the handlers' annotations at run
-# time, and some name types local to the router factories.
+# time, and some of them use names local to the router factory (the server's limits).
 
 from collections.abc import Iterator
 from contextlib import ExitStack

@@ -4,8 +4,7 @@ Runs go to a background thread (:mod:`search.serving.index_jobs`) while searches
 answering; sources are paths of the server's machine, within ``api.index_roots`` when set.
 """
 
-# No "from __future__ import annotations": FastAPI reads the handlers' annotations at run
-# time, and some name types local to the router factories.
+from __future__ import annotations
 
 from typing import Annotated
 
@@ -16,33 +15,31 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from search.api.dependencies import Server
 from search.messages import IndexJobBody, IndexRequest
 
+router = APIRouter(tags=["index"])
 
-def router() -> APIRouter:
-    """The index-run operations."""
-    routes = APIRouter(tags=["index"])
 
-    @routes.post("/index", status_code=202)
-    def start_index(server: Server, body: IndexRequest) -> IndexJobBody:
-        """Index a folder, list file or image on the server, in the background.
+@router.post("/index", status_code=202)
+def start_index(server: Server, body: IndexRequest) -> IndexJobBody:
+    """Index a folder, list file or image on the server, in the background.
 
-        Searches keep answering while it runs. Runs queue up: one at a time.
-        """
-        job = server.jobs.submit(body.source)
-        return IndexJobBody.model_validate(job.to_dict())
+    Searches keep answering while it runs. Runs queue up: one at a time.
+    """
+    job = server.jobs.submit(body.source)
+    return IndexJobBody.model_validate(job.to_dict())
 
-    @routes.get("/index")
-    async def list_index_jobs(server: Server) -> list[IndexJobBody]:
-        """Recent index runs, oldest first."""
-        return [IndexJobBody.model_validate(job.to_dict()) for job in server.jobs.jobs()]
 
-    @routes.get("/index/{job_id}")
-    async def index_job(
-        server: Server, job_id: Annotated[str, PathParam(max_length=64)]
-    ) -> IndexJobBody:
-        """One index run: state, progress, and its report once done."""
-        job = server.jobs.get(job_id)
-        if job is None:
-            raise StarletteHTTPException(404, f"no index job {job_id}")
-        return IndexJobBody.model_validate(job.to_dict())
+@router.get("/index")
+async def list_index_jobs(server: Server) -> list[IndexJobBody]:
+    """Recent index runs, oldest first."""
+    return [IndexJobBody.model_validate(job.to_dict()) for job in server.jobs.jobs()]
 
-    return routes
+
+@router.get("/index/{job_id}")
+async def index_job(
+    server: Server, job_id: Annotated[str, PathParam(max_length=64)]
+) -> IndexJobBody:
+    """One index run: state, progress, and its report once done."""
+    job = server.jobs.get(job_id)
+    if job is None:
+        raise StarletteHTTPException(404, f"no index job {job_id}")
+    return IndexJobBody.model_validate(job.to_dict())

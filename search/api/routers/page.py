@@ -5,8 +5,7 @@ The docs' files come from the installed ``fastapi-offline`` package, not a CDN, 
 offline; no page runs inline script (:data:`search.api.guards.DOCS_POLICY`).
 """
 
-# No "from __future__ import annotations": FastAPI reads the handlers' annotations at run
-# time, and some name types local to the router factories.
+from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path

@@ -6,7 +6,7 @@ the request's example images read under the server's limits
 """
 
 # No "from __future__ import annotations": FastAPI reads the handlers' annotations at run
-# time, and some name types local to the router factories.
+# time, and some of them use names local to the router factory (the server's limits).
 
 from typing import Annotated, Any
 
@@ -93,8 +93,20 @@ def read_upload(file: UploadFile, limit: int) -> bytes:
 
 def router(settings: Settings) -> APIRouter:
     """The search operations, with the server's limits in their parameters."""
-    limits = settings.api
     routes = APIRouter(tags=["search"])
+    add_search_by_query(routes, settings.api)
+    routes.add_api_route("/search", search_post, methods=["POST"])
+    add_search_by_upload(routes, settings.api)
+    return routes
+
+
+def search_post(server: Server, body: SearchRequest) -> SearchReply:
+    """Search by text, name, a base64 image, an image URL, an indexed id or weighted parts."""
+    return search_reply(server, body)
+
+
+def add_search_by_query(routes: APIRouter, limits: ApiSettings) -> None:
+    """``GET /search``: a description, a name or an id in the query string."""
     K = Annotated[int, Query(ge=1, le=limits.max_k, description="How many results.")]
     Offset = Annotated[
         int, Query(ge=0, le=limits.max_offset, description="Skip this many results.")
@@ -105,9 +117,6 @@ def router(settings: Settings) -> APIRouter:
     Filters = Annotated[
         list[str], Query(alias="filter", max_length=32, description="Payload filters.")
     ]
-    PointId = Annotated[
-        int | None, Query(ge=0, le=POINT_ID_MAX, description="More like this indexed image.")
-    ]
 
     @routes.get("/search")
     def search_get(
@@ -116,7 +125,9 @@ def router(settings: Settings) -> APIRouter:
             str | None, Query(max_length=MAX_TEXT_CHARS, description="A description.")
         ] = None,
         name: Annotated[str | None, Query(max_length=1_000, description="A name.")] = None,
-        id: PointId = None,
+        id: Annotated[
+            int | None, Query(ge=0, le=POINT_ID_MAX, description="More like this indexed image.")
+        ] = None,
         negatives: Texts = [],  # noqa: B006 - FastAPI copies defaults
         filters: Filters = [],  # noqa: B006
         k: K = 10,
@@ -142,10 +153,9 @@ def router(settings: Settings) -> APIRouter:
         )
         return search_reply(server, request)
 
-    @routes.post("/search")
-    def search_post(server: Server, body: SearchRequest) -> SearchReply:
-        """Search by text, name, a base64 image, an image URL, an indexed id or weighted parts."""
-        return search_reply(server, body)
+
+def add_search_by_upload(routes: APIRouter, limits: ApiSettings) -> None:
+    """``POST /search/image``: an uploaded example image (multipart)."""
 
     @routes.post("/search/image")
     def search_image(
@@ -162,5 +172,3 @@ def router(settings: Settings) -> APIRouter:
             image=image_text(data), k=k, offset=offset, threshold=threshold, filters=filters
         )
         return search_reply(server, request)
-
-    return routes

@@ -13,8 +13,7 @@
 See :mod:`search.snapshot_parts`.
 """
 
-# No "from __future__ import annotations": FastAPI reads the handlers' annotations at run
-# time, and some name types local to the router factories.
+from __future__ import annotations
 
 from typing import Annotated, Any
 
@@ -63,67 +62,67 @@ PAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def router() -> APIRouter:
-    """The snapshot operations."""
-    routes = APIRouter(tags=["snapshots"])
+router = APIRouter(tags=["snapshots"])
 
-    @routes.get("/export/points", response_class=Response, responses=PAGE_RESPONSES)
-    def export_points(
-        client: Client,
-        after: Annotated[
-            int | None, Query(ge=0, le=POINT_ID_MAX, description="The previous page's last id.")
-        ] = None,
-        limit: Annotated[
-            int, Query(ge=1, le=MAX_PAGE_POINTS, description="The most points in the page.")
-        ] = DEFAULT_PAGE_POINTS,
-    ) -> Response:
-        """One page of the collection, in id order, as a Parquet shard (vectors, payloads, tags
-        and their scores)."""
-        page = client.export_page(after=after, limit=limit)
-        headers = {TOTAL_POINTS_HEADER: str(page.total), SHARD_POINTS_HEADER: str(page.points)}
-        if page.data is None:
-            return Response(status_code=204, headers=headers)
-        if page.checksum is not None:
-            headers[SHARD_CHECKSUM_HEADER] = page.checksum
-        if page.next_after is not None:
-            headers[NEXT_AFTER_HEADER] = str(page.next_after)
-        return Response(page.data, media_type=PARQUET_MEDIA_TYPE, headers=headers)
 
-    @routes.get("/export/documents")
-    def export_documents(client: Client) -> SnapshotDocumentsBody:
-        """The documents a snapshot carries (the concepts); never the trusted roots."""
-        return SnapshotDocumentsBody.model_validate(client.export_documents())
+@router.get("/export/points", response_class=Response, responses=PAGE_RESPONSES)
+def export_points(
+    client: Client,
+    after: Annotated[
+        int | None, Query(ge=0, le=POINT_ID_MAX, description="The previous page's last id.")
+    ] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_PAGE_POINTS, description="The most points in the page.")
+    ] = DEFAULT_PAGE_POINTS,
+) -> Response:
+    """One page of the collection, in id order, as a Parquet shard (vectors, payloads, tags
+    and their scores)."""
+    page = client.export_page(after=after, limit=limit)
+    headers = {TOTAL_POINTS_HEADER: str(page.total), SHARD_POINTS_HEADER: str(page.points)}
+    if page.data is None:
+        return Response(status_code=204, headers=headers)
+    if page.checksum is not None:
+        headers[SHARD_CHECKSUM_HEADER] = page.checksum
+    if page.next_after is not None:
+        headers[NEXT_AFTER_HEADER] = str(page.next_after)
+    return Response(page.data, media_type=PARQUET_MEDIA_TYPE, headers=headers)
 
-    @routes.post("/load", openapi_extra=PARQUET_BODY)
-    async def load_shard(
-        request: Request,
-        server: Server,
-        trust: Annotated[
-            list[str],
-            Query(
-                max_length=MAX_TRUST_ENTRIES,
-                description="A folder of this server (under api.index_roots when set) or an "
-                "http(s) origin (only without api.index_roots) to serve the loaded images from.",
-            ),
-        ] = [],  # noqa: B006 - FastAPI copies defaults
-    ) -> LoadReportBody:
-        """Load one shard: every row checked (uri, id, vector, payload), the good ones upserted.
 
-        A bad shard or rejected rows are in the report, as ``anyshot load`` reports them.
-        """
-        trusted = [
-            check_server_path(entry, server.index_roots, what="folder to trust") for entry in trust
-        ]
-        data = await request.body()  # counted against the upload limit as it arrives
-        report = await run_in_threadpool(server.client.load_shard, data, trust=trusted)
-        if trusted:
-            await run_in_threadpool(server.served.refresh)
-        return LoadReportBody.model_validate(report.to_dict())
+@router.get("/export/documents")
+def export_documents(client: Client) -> SnapshotDocumentsBody:
+    """The documents a snapshot carries (the concepts); never the trusted roots."""
+    return SnapshotDocumentsBody.model_validate(client.export_documents())
 
-    @routes.post("/load/documents")
-    def load_documents(client: Client, body: SnapshotDocumentsBody) -> LoadReportBody:
-        """Add a snapshot's concepts (load its shards first: the collection needs its model)."""
-        report = client.load_documents(body.model_dump())
-        return LoadReportBody.model_validate(report.to_dict())
 
-    return routes
+@router.post("/load", openapi_extra=PARQUET_BODY)
+async def load_shard(
+    request: Request,
+    server: Server,
+    trust: Annotated[
+        list[str],
+        Query(
+            max_length=MAX_TRUST_ENTRIES,
+            description="A folder of this server (under api.index_roots when set) or an "
+            "http(s) origin (only without api.index_roots) to serve the loaded images from.",
+        ),
+    ] = [],  # noqa: B006 - FastAPI copies defaults
+) -> LoadReportBody:
+    """Load one shard: every row checked (uri, id, vector, payload), the good ones upserted.
+
+    A bad shard or rejected rows are in the report, as ``anyshot load`` reports them.
+    """
+    trusted = [
+        check_server_path(entry, server.index_roots, what="folder to trust") for entry in trust
+    ]
+    data = await request.body()  # counted against the upload limit as it arrives
+    report = await run_in_threadpool(server.client.load_shard, data, trust=trusted)
+    if trusted:
+        await run_in_threadpool(server.served.refresh)
+    return LoadReportBody.model_validate(report.to_dict())
+
+
+@router.post("/load/documents")
+def load_documents(client: Client, body: SnapshotDocumentsBody) -> LoadReportBody:
+    """Add a snapshot's concepts (load its shards first: the collection needs its model)."""
+    report = client.load_documents(body.model_dump())
+    return LoadReportBody.model_validate(report.to_dict())
