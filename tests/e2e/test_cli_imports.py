@@ -101,10 +101,11 @@ def test_info_on_a_missing_store_is_one_line(tmp_path) -> None:
     assert modules & HEAVY == set()
 
 
-def test_an_unknown_concept_is_one_line(store) -> None:
-    code, _, err, _ = run_fresh("concept", "remove", "nobody", "--store", str(store))
+def test_an_unknown_concept_is_refused_without_the_model(store) -> None:
+    code, _, err, modules = run_fresh("concept", "remove", "nobody", "--store", str(store))
     assert code == 1 and err.startswith("error: ") and "nobody" in err
     assert err.count("\n") == 0
+    assert modules & HEAVY == set()
 
 
 def test_indexing_a_folder_without_images_says_so(tmp_path) -> None:
