@@ -273,6 +273,12 @@ class IndexSettings(BaseModel):
             "cluster."
         ),
     )
+    dask_workers: int = Field(
+        2,
+        ge=1,
+        le=256,
+        description="Worker processes of the local Dask cluster (dask runner, no dask_address).",
+    )
     state_dir: Path | None = Field(
         None,
         description=(

@@ -28,7 +28,7 @@ import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,7 +36,6 @@ from indexer.access import AccessPolicy
 from indexer.config import IndexSettings
 from indexer.discover import DiscoveryProblem, discover
 from indexer.disk_space import DEFAULT_RESERVE_MB
-from indexer.embed import Embedder
 from indexer.errors import SourceError
 from indexer.parquet_store import ParquetShardWriter
 from indexer.prepare import (
@@ -51,6 +50,9 @@ from indexer.schema import FILE_URL_PREFIX, ImageRecord, path_uri, uri_path
 from indexer.skip_report import SkipReport
 from indexer.stores.interface import PayloadFilter, VectorStore
 from indexer.trusted_roots import roots_of_records, trust_roots
+
+if TYPE_CHECKING:  # the model (torch) loads only where a run embeds, not with its report
+    from indexer.embed import Embedder
 
 logger = logging.getLogger(__name__)
 

@@ -62,24 +62,35 @@ class DocumentsVerdict:
     rejected: list[dict[str, Any]] = field(default_factory=list)
 
 
-def write_documents(store: VectorStore, folder: str | os.PathLike[str]) -> list[str]:
-    """Write the carried documents of ``store`` into a snapshot folder.
+def snapshot_content(store: VectorStore) -> dict[str, Any]:
+    """What ``documents.json`` of a snapshot of ``store`` holds: format, model and the carried
+    documents (``documents`` is empty when the collection has none to carry).
 
-    Returns:
-        The names of the documents written (none when the collection has none).
+    Raises:
+        StoreNotFoundError: The store holds no collection.
     """
     documents = {
         name: document
         for name in CARRIED_DOCUMENTS
         if (document := store.read_document(name)) is not None
     }
-    if not documents:
-        return []
-    content = {
+    return {
         "format": FORMAT_VERSION,
         "model": store.require_model().to_dict(),
         "documents": documents,
     }
+
+
+def write_documents(store: VectorStore, folder: str | os.PathLike[str]) -> list[str]:
+    """Write the carried documents of ``store`` into a snapshot folder.
+
+    Returns:
+        The names of the documents written (none when the collection has none).
+    """
+    content = snapshot_content(store)
+    documents = content["documents"]
+    if not documents:
+        return []
     path = Path(folder) / DOCUMENTS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{DOCUMENTS_FILE}.tmp")

@@ -21,13 +21,21 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from indexer.errors import ParquetError
-from indexer.parquet_store import ParquetShardWriter, ShardError, list_shards, read_shard
+from indexer.parquet_store import (
+    ParquetBatch,
+    ParquetShardWriter,
+    ShardError,
+    list_shards,
+    read_shard,
+)
 from indexer.progress import ProgressCallback
+from indexer.schema import ModelIdentity
 from indexer.shard_checks import check_rows
 from indexer.snapshot_documents import DOCUMENTS_FILE, add_concepts, read_documents, write_documents
 from indexer.stores.interface import VectorStore
@@ -133,6 +141,48 @@ def export_collection(
     return written
 
 
+def check_shard(
+    path: Path, model: ModelIdentity | None, report: LoadReport
+) -> tuple[ParquetBatch, list[int]] | None:
+    """Read one shard of a snapshot and check it and its rows, noting what is refused.
+
+    Args:
+        path: The shard.
+        model: The model of the store it goes into (None: an empty store, which takes the
+            model of its first good shard).
+        report: Where a bad shard, rejected rows and a missing checksum are counted.
+
+    Returns:
+        The shard and the rows that may be loaded; None when none may (a bad shard, or every
+        row refused).
+    """
+    try:
+        shard = read_shard(path)
+    except ShardError as exc:
+        report.bad_shards.append({"path": str(path), "reason": exc.reason})
+        return None
+    if model is not None and not shard.model.is_compatible(model):
+        reason = f"embeddings of model {shard.model.label!r}, but the store holds {model.label!r}"
+        report.bad_shards.append({"path": str(path), "reason": reason})
+        return None
+    verdict = check_rows(shard, shard.model.dim)
+    report.rejected += len(verdict.rejected)
+    for row, reason in verdict.rejected:
+        if len(report.rejected_rows) < REJECTED_SAMPLES:
+            uri = shard.payloads[row].get("uri")
+            report.rejected_rows.append(
+                {
+                    "shard": str(path),
+                    "row": row,
+                    "uri": uri[:_SHOWN_URI_CHARS] if isinstance(uri, str) else None,
+                    "reason": reason,
+                }
+            )
+    if shard.checksum is None:
+        report.unchecked_shards += 1
+    return (shard, verdict.kept) if verdict.kept else None
+
+
 def load_collection(
     folder: str | os.PathLike[str],
     store: VectorStore,
@@ -170,41 +220,13 @@ def load_collection(
     for done, path in enumerate(shards):
         if progress and done:  # the shard before this one is done (taken or skipped)
             progress(done, len(shards))
-        try:
-            shard = read_shard(path)
-        except ShardError as exc:
-            report.bad_shards.append({"path": str(path), "reason": exc.reason})
+        checked = check_shard(path, model, report)
+        if checked is None:
             continue
-        if model is not None and not shard.model.is_compatible(model):
-            report.bad_shards.append(
-                {
-                    "path": str(path),
-                    "reason": f"embeddings of model {shard.model.label!r}, but the store "
-                    f"holds {model.label!r}",
-                }
-            )
-            continue
-        verdict = check_rows(shard, shard.model.dim)
-        report.rejected += len(verdict.rejected)
-        for row, reason in verdict.rejected:
-            if len(report.rejected_rows) < REJECTED_SAMPLES:
-                uri = shard.payloads[row].get("uri")
-                report.rejected_rows.append(
-                    {
-                        "shard": str(path),
-                        "row": row,
-                        "uri": uri[:_SHOWN_URI_CHARS] if isinstance(uri, str) else None,
-                        "reason": reason,
-                    }
-                )
-        if shard.checksum is None:
-            report.unchecked_shards += 1
-        if not verdict.kept:
-            continue
+        shard, kept = checked
         if model is None:
             store.bind_model(shard.model)
             model = shard.model
-        kept = verdict.kept
         store.upsert(
             [int(shard.ids[row]) for row in kept],
             shard.vectors[kept],

@@ -348,7 +348,7 @@ def run_index_flow(
     *,
     runner: Runner = "prefect",
     dask_address: str | None = None,
-    dask_workers: int = 2,
+    dask_workers: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """Run :func:`index_images` in this process with the task runner ``runner`` asks for.
@@ -360,7 +360,7 @@ def run_index_flow(
             ``inline`` is not a flow).
         dask_address: Scheduler of an existing Dask cluster; None: ``index.dask_address``,
             else a local cluster.
-        dask_workers: Worker processes of a local cluster.
+        dask_workers: Worker processes of a local cluster; None: ``index.dask_workers``.
         progress: Called as ``progress(done, total)`` after each batch (a terminal bar, say);
             flow parameters must be plain data, so it is handed over beside them.
 
@@ -377,7 +377,7 @@ def run_index_flow(
         if resolved == "dask":
             address = dask_address or settings.index.dask_address
             configured = index_images.with_options(
-                task_runner=dask_task_runner(address, dask_workers)
+                task_runner=dask_task_runner(address, dask_workers or settings.index.dask_workers)
             )
             with shared_prefect_api():
                 return configured(source, settings=settings, runner="dask")
@@ -437,7 +437,9 @@ def index_images_dask(source: str, settings: Settings | None = None) -> dict[str
     """
     keep_our_errors_in_one_line()
     settings = settings if settings is not None else Settings()
-    on_dask = index_images.with_options(task_runner=dask_task_runner(settings.index.dask_address))
+    on_dask = index_images.with_options(
+        task_runner=dask_task_runner(settings.index.dask_address, settings.index.dask_workers)
+    )
     return on_dask(source, settings=settings, runner="dask")
 
 

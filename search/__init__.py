@@ -1,6 +1,9 @@
 """anyshot's search layer: the query engine and the Python client (the CLI and API wrap it).
 
-Public names are imported lazily, so the CLI's ``--help`` does not load torch.
+``connect(location)`` opens a collection wherever it is (a store folder, ``:memory:``, a Qdrant
+server, or a running ``anyshot serve``) and returns a client with one face
+(:class:`CollectionClient`). Public names are imported lazily, so the CLI's ``--help`` does not
+load torch.
 """
 
 from __future__ import annotations
@@ -9,6 +12,9 @@ from indexer.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "ImageSearch": "search.client",
+    "CollectionClient": "search.face",
+    "RemoteImageSearch": "search.remote_client",
+    "connect": "search.connection",
     "create_app": "search.api",
     "Concept": "search.concepts",
     "DuplicateGroup": "search.results",
@@ -25,7 +31,7 @@ _EXPORTS = {
     "QueryPart": "search.query",
     "parse_query": "search.query",
     "TagReport": "search.results",
-    "read_labels": "search.tagging",
+    "read_labels": "search.labels",
 }
 
 __all__ = sorted(_EXPORTS)

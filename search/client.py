@@ -1,6 +1,5 @@
-"""The Python client: one object that indexes and searches a collection.
-
-The CLI and the HTTP API are thin shells over :class:`ImageSearch`::
+"""The local face: a collection opened in this process (a store folder, a Qdrant server URL or
+``:memory:``)::
 
     from indexer.config import Settings
     from search import ImageSearch
@@ -9,18 +8,32 @@ The CLI and the HTTP API are thin shells over :class:`ImageSearch`::
         engine.index("/data/photos")
         for hit in engine.search("a dog on a beach", k=5):
             print(hit.score, hit.uri)
+
+:class:`ImageSearch` implements :class:`search.face.CollectionClient`, the interface the CLI,
+the HTTP API and :func:`search.connect` share. The model (torch), the query engine and tagging
+are imported when first used: ``import search.client`` and ``ImageSearch(settings).info()``
+load no model.
+
+Beyond the face it offers what a server needs instead of reaching into the store:
+:meth:`ImageSearch.for_server` (the store held for the whole run, its calls serialised between
+threads), payloads by id, a search by a raw vector (clip-back), the trusted roots, and a
+snapshot in parts (:mod:`search.snapshot_parts`). Requests' example images go through an
+:class:`~search.request_parts.ExampleReader`: a local caller's are read as that caller, a
+server's through its own bounded reader (:mod:`search.serving.example_images`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image
 
 from indexer.access import AccessPolicy
 from indexer.config import (
@@ -31,24 +44,47 @@ from indexer.config import (
     model_for_collection,
     resolve_runner,
 )
-from indexer.embed import Embedder
-from indexer.errors import ConfigError, QueryError
-from indexer.indexing import IndexReport, index_source
+from indexer.errors import BusyError, ConfigError, QueryError, StoreNotFoundError
 from indexer.progress import ProgressCallback
 from indexer.run_folders import run_folders
-from indexer.stores.interface import PayloadFilter, StoreInfo, VectorStore
+from indexer.schema import ModelIdentity, is_point_id
+from indexer.snapshot_documents import MAX_CONCEPTS, MAX_DOCUMENTS_BYTES, snapshot_content
+from indexer.stores.interface import VectorStore
+from indexer.stores.location import StoreLocation
 from indexer.stores.opening import open_store
-from search.concepts import Concept
-from search.duplicates import DuplicateGroup, find_duplicates
-from search.engine import ExampleInput, Hit, ImageInput, SearchEngine, SearchResult
+from indexer.trusted_roots import TRUSTED_ROOTS_DOCUMENT, read_trusted_roots
+from search import snapshot_parts
+from search.concepts import Concept, ConceptRegistry
+from search.duplicates import find_duplicates
+from search.face import CollectionClient, CollectionInfo
 from search.filters import parse_filters
-from search.knowledge import KnowledgeBase, OnlineDescriptions, load_knowledge_base
-from search.query import QueryPart
-from search.tagging import TagReport, count_tags, tag_images
+from search.knowledge import KnowledgeBase, OnlineDescriptions, load_knowledge_base, normalise_name
+from search.messages import ConceptExampleBody, ConceptRequest, InfoBody, SearchRequest, image_bytes
+from search.request_parts import (
+    IMAGE_BYTES_LIMIT,
+    CallerExamples,
+    ExampleReader,
+    NoExamples,
+    printable,
+    refuse_control_characters,
+    request_parts,
+)
+from search.results import DuplicateGroup, Hit, SearchResult, TagReport
+
+if TYPE_CHECKING:
+    from indexer.embed import Embedder
+    from indexer.indexing import IndexReport
+    from indexer.transfer import LoadReport
+    from search.engine import SearchEngine
+    from search.snapshot_parts import ShardPage
 
 PREFECT_QUIET_DEFAULTS = {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 """Environment defaults for the Prefect servers anyshot starts: no telemetry (which, offline,
 fails its DNS lookup and prints a traceback). Values the user set are kept."""
+
+CONCEPT_FLOATS_LIMIT = MAX_DOCUMENTS_BYTES // 24
+"""Example-vector numbers all concepts together may hold: about what a snapshot's documents file
+(at most :data:`~indexer.snapshot_documents.MAX_DOCUMENTS_BYTES`) carries as JSON."""
 
 
 def quiet_prefect_telemetry() -> None:
@@ -60,8 +96,8 @@ def quiet_prefect_telemetry() -> None:
         os.environ.setdefault(name, value)
 
 
-class ImageSearch:
-    """Index and search one collection.
+class ImageSearch(CollectionClient):
+    """Index and search one collection in this process.
 
     The store opens at once; the model loads on first use. Which model: the one named in
     ``settings.model`` when it was set explicitly (argument or ``ANYSHOT_MODEL__*``), otherwise
@@ -69,7 +105,7 @@ class ImageSearch:
 
     Args:
         settings: All settings; ``Settings()`` reads ``ANYSHOT_*`` variables.
-        store: An already open store to use instead of ``settings.store``.
+        store: An already open store to use instead of ``settings.store`` (not closed here).
         embedder: An already loaded model to use instead of ``settings.model``.
         knowledge: Names with descriptions, instead of reading ``settings.search.knowledge_base``.
     """
@@ -83,11 +119,54 @@ class ImageSearch:
         knowledge: KnowledgeBase | None = None,
     ) -> None:
         self.settings = settings or Settings()
+        self.location = self.settings.store.location
         self._knowledge = knowledge
         self._owns_store = store is None
         self.store = store if store is not None else open_store(self.settings.store)
         self._embedder = embedder
         self._engine: SearchEngine | None = None
+        self._lock = threading.RLock()  # the engine is built once, whatever thread asks first
+        self._writing = threading.Lock()  # one collection-wide write (index, tag, load) at a time
+        self._examples: ExampleReader = CallerExamples()
+        self._serving = False  # a server's client: flow runners and default readers refused
+        self._advertised: Path | None = None
+
+    @classmethod
+    def for_server(cls, settings: Settings, *, advertise_url: str | None = None) -> ImageSearch:
+        """The client of a server: the store held for the whole run (an empty folder too, which
+        the server will index into), its calls serialised so that requests and an index run
+        can share it from several threads.
+
+        Requests' example images must come through the server's own reader (``examples=``):
+        this client reads no file and fetches no URL for a request by itself.
+
+        Args:
+            settings: The server's settings.
+            advertise_url: The URL the server is reached at; with a store folder it is written
+                to ``STORE/server.json`` (removed by :meth:`close`), so that others who find
+                the store held hand their work to the server.
+
+        Raises:
+            StoreServedError: Another server holds the store folder.
+            StoreLockedError: Another process has the store folder open.
+        """
+        from indexer.stores.holder import advertise_server
+        from indexer.stores.serialized import SerializedStore
+
+        store = SerializedStore(open_store(settings.store, hold=True))
+        client = cls(settings, store=store)
+        client._owns_store = True
+        client._serving = True
+        client._examples = NoExamples()
+        folder = StoreLocation.parse(settings.store.location).folder
+        if advertise_url is not None and folder is not None:
+            try:
+                advertise_server(folder, advertise_url)
+            except OSError as exc:
+                client.close()
+                raise ConfigError(f"cannot write server.json in {folder}: {exc}") from exc
+            client._advertised = folder
+        return client
 
     # -- parts ---------------------------------------------------------------------------------
 
@@ -101,23 +180,29 @@ class ImageSearch:
     @property
     def embedder(self) -> Embedder:
         """The model, loaded on first use."""
-        if self._embedder is None:
-            self._embedder = Embedder(self.model_settings())
-        return self._embedder
+        with self._lock:
+            if self._embedder is None:
+                from indexer.embed import Embedder
+
+                self._embedder = Embedder(self.model_settings())
+            return self._embedder
 
     @property
     def engine(self) -> SearchEngine:
         """The query engine (checks that store and model match)."""
-        if self._engine is None:
-            self.store.require_model()  # an empty store says so before a model loads
-            self._engine = SearchEngine(
-                self.store,
-                self.embedder,
-                self.settings.search,
-                knowledge=self.knowledge,
-                online=self._online_descriptions(),
-            )
-        return self._engine
+        with self._lock:
+            if self._engine is None:
+                from search.engine import SearchEngine
+
+                self.store.require_model()  # an empty store says so before a model loads
+                self._engine = SearchEngine(
+                    self.store,
+                    self.embedder,
+                    self.settings.search,
+                    knowledge=self.knowledge,
+                    online=self._online_descriptions(),
+                )
+            return self._engine
 
     @property
     def knowledge(self) -> KnowledgeBase | None:
@@ -133,6 +218,11 @@ class ImageSearch:
         cache = search.online_cache_dir or default_data_dir() / "descriptions"
         return OnlineDescriptions(search.online_url, cache, timeout=search.online_timeout)
 
+    def _forget_engine(self) -> None:
+        """Build the engine again on next use (the collection's model may have changed)."""
+        with self._lock:
+            self._engine = None
+
     def parquet_dir(self) -> Path | None:
         """Where Parquet shards go: the setting, else ``parquet/`` inside a folder store."""
         return run_folders(self.settings).parquet_dir
@@ -141,16 +231,34 @@ class ImageSearch:
         """Where index runs keep their state (skipped files)."""
         return run_folders(self.settings).state_dir
 
-    # -- operations ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _exclusive(self, what: str, *, wait: bool = False) -> Iterator[None]:
+        """Hold the collection for a write that goes over all of it (an index run, tagging, a
+        load): two at once would overwrite each other's points.
+
+        Raises:
+            BusyError: Another such write is running and ``wait`` is off.
+        """
+        if not self._writing.acquire(blocking=wait):
+            raise BusyError(
+                f"cannot start {what}: the collection is being written (an index run, tagging "
+                "or a load); try again when it is done"
+            )
+        try:
+            yield
+        finally:
+            self._writing.release()
+
+    # -- indexing ------------------------------------------------------------------------------
 
     def index(
         self,
         source: str | Path,
         *,
-        runner: Runner = "inline",
+        runner: Runner = "auto",
+        progress: ProgressCallback | None = None,
         dask_address: str | None = None,
         dask_workers: int = 2,
-        progress: ProgressCallback | None = None,
         access: AccessPolicy | None = None,
     ) -> IndexReport:
         """Index a folder, a list file (text or Parquet) or one image.
@@ -160,10 +268,10 @@ class ImageSearch:
             runner: ``inline`` (this process, no orchestration), ``prefect`` (the Prefect flow,
                 decoding in worker processes), ``dask`` (the flow's batches on a Dask cluster),
                 or ``auto`` (``prefect`` when ``PREFECT_API_URL`` is set, else ``inline``).
+            progress: Called as ``progress(done, total)`` as batches are done.
             dask_address: Scheduler address of an existing Dask cluster (runner ``dask``);
                 None: ``index.dask_address``, else a local cluster.
             dask_workers: Worker processes of a local Dask cluster when no address is given.
-            progress: Called as ``progress(done, total)`` as batches are done.
             access: What the run may read (a server's roots, URL policy); None: anything this
                 process can read (:meth:`AccessPolicy.for_index`). A narrower policy needs
                 the inline runner (a flow reads as the person who started it).
@@ -175,26 +283,43 @@ class ImageSearch:
         Raises:
             SourceError: The source is missing or unreadable, or the run would remove every
                 stored image of a folder that now holds none (``index.prune`` allows it).
-            ConfigError: A narrower ``access`` with a flow runner.
+            ConfigError: A flow runner with a narrower ``access``, on a ``:memory:`` store, or
+                on a client that did not open its store itself (a server's).
         """
+        from indexer.indexing import index_source
+
         runner = resolve_runner(runner)
         if runner != "inline":
-            if access is not None and access != AccessPolicy.for_index(self.settings.index):
-                raise ConfigError(f"runner {runner!r} cannot index under a narrower access policy")
-            return self._index_with_flow(str(source), runner, dask_address, dask_workers, progress)
-        report = index_source(
-            source,
-            embedder=self.embedder,
-            store=self.store,
-            settings=self.settings.index,
-            parquet_dir=self.parquet_dir(),
-            state_dir=self.state_dir(),
-            progress=progress,
-            access=access,
-            reserve_free_mb=self.settings.store.reserve_free_mb,
-        )
-        self._engine = None
+            self._check_flow_runner(runner, access)
+            with self._exclusive("an index run", wait=True):
+                return self._index_with_flow(
+                    str(source), runner, dask_address, dask_workers, progress
+                )
+        with self._exclusive("an index run", wait=True):
+            report = index_source(
+                source,
+                embedder=self.embedder,
+                store=self.store,
+                settings=self.settings.index,
+                parquet_dir=self.parquet_dir(),
+                state_dir=self.state_dir(),
+                progress=progress,
+                access=access,
+                reserve_free_mb=self.settings.store.reserve_free_mb,
+            )
+        self._forget_engine()
         return report
+
+    def _check_flow_runner(self, runner: Runner, access: AccessPolicy | None) -> None:
+        if access is not None and access != AccessPolicy.for_index(self.settings.index):
+            raise ConfigError(f"runner {runner!r} cannot index under a narrower access policy")
+        if StoreLocation.parse(self.settings.store.location).is_memory:
+            raise ConfigError(
+                f"runner {runner!r} cannot index a :memory: store: the flow would index into "
+                "an in-memory store of its own, gone when it ends (use runner inline)"
+            )
+        if not self._owns_store or self._serving:
+            raise ConfigError(f"runner {runner!r} needs a client that opened its own store")
 
     def _index_with_flow(
         self,
@@ -204,11 +329,14 @@ class ImageSearch:
         dask_workers: int,
         progress: ProgressCallback | None,
     ) -> IndexReport:
+        from indexer.indexing import IndexReport
+
         quiet_prefect_telemetry()  # before prefect is imported, for its temporary servers
         from pipelines.index_flow import run_index_flow
 
         # The flow opens the store itself; an embedded store allows one opener at a time.
-        self._release_store()
+        self.store.close()
+        self._forget_engine()
         try:
             result = run_index_flow(
                 source,
@@ -222,159 +350,130 @@ class ImageSearch:
             self.store = open_store(self.settings.store)
         return IndexReport.from_dict(result)
 
-    def _release_store(self) -> None:
-        if not self._owns_store:
-            raise ConfigError("a flow runner needs a client that opened its own store")
-        self.store.close()
-        self._engine = None
+    # -- searching -----------------------------------------------------------------------------
 
-    def search(
-        self,
-        text: str | None = None,
-        *,
-        image: ImageInput | None = None,
-        name: str | None = None,
-        similar_to: int | None = None,
-        negatives: Sequence[QueryPart | str] = (),
-        parts: Sequence[QueryPart] = (),
-        k: int = 10,
-        offset: int = 0,
-        where: PayloadFilter | Sequence[str] | None = None,
-        threshold: float | None = None,
-        expand: bool | None = None,
-        collapse_duplicates: bool | float = False,
-    ) -> list[Hit]:
-        """Search by a description, an example image, a name, an indexed image, or a mix.
-
-        At most one of ``text``, ``image``, ``name`` and ``similar_to`` is given; ``parts`` add
-        more (a combined query), ``negatives`` push results away. See :meth:`query`.
-
-        Raises:
-            QueryError: No query, an empty text, an unreadable image, an unknown id or name.
-            StoreNotFoundError: Nothing was indexed yet.
-            ModelMismatchError: The collection was built by another model.
-        """
-        return self.query(
-            text,
-            image=image,
-            name=name,
-            similar_to=similar_to,
-            negatives=negatives,
-            parts=parts,
-            k=k,
-            offset=offset,
-            where=where,
-            threshold=threshold,
-            expand=expand,
-            collapse_duplicates=collapse_duplicates,
-        ).hits
-
-    def query(
-        self,
-        text: str | None = None,
-        *,
-        image: ImageInput | None = None,
-        name: str | None = None,
-        similar_to: int | None = None,
-        negatives: Sequence[QueryPart | str] = (),
-        parts: Sequence[QueryPart] = (),
-        k: int = 10,
-        offset: int = 0,
-        where: PayloadFilter | Sequence[str] | None = None,
-        threshold: float | None = None,
-        expand: bool | None = None,
-        collapse_duplicates: bool | float = False,
+    def answer(
+        self, request: SearchRequest, *, examples: ExampleReader | None = None
     ) -> SearchResult:
-        """Search, and say how the query was answered (``SearchResult.explain``).
+        """Answer one search in its serialisable shape (what :meth:`query` builds).
 
         Args:
-            text: A description (zero-shot).
-            image: An example image: path, http(s) URL, bytes or PIL image (one-shot).
-            name: A name: a registered concept, a knowledge-base entry, or prompt templates.
-            similar_to: The id of an indexed image ("more like this").
-            negatives: Parts to move away from; plain strings are texts. A part's weight
-                counts as negative whatever its sign.
-            parts: Weighted parts (:class:`QueryPart`, e.g. from :func:`parse_query`), alone
-                or beside one of the four above (which then counts as a part of weight 1).
-            k: How many hits.
-            offset: How many of the best hits to skip (pagination).
-            where: A :class:`PayloadFilter`, or filter expressions (:func:`parse_filters`).
-            threshold: Minimum score on the query's own scale (text↔image for texts and
-                names, image↔image for images, ids and concepts; see ``explain``).
-            expand: Visual query expansion for text and name queries; None: the setting.
-            collapse_duplicates: Keep only the best of near-duplicate hits (True: the
-                setting's threshold; a float: that image↔image threshold).
+            request: The query.
+            examples: How to read its example images (base64 bytes, URLs); None: as the
+                caller of this process (:class:`~search.request_parts.CallerExamples`); a
+                server gives its own.
 
         Returns:
-            Hits (best first) and ``explain``.
+            Hits (best first); ``explain`` only when the request asks for it.
+
+        Raises:
+            QueryError: No query or more than one main query, an empty text, an unreadable
+                image, an unknown id or name, a bad filter.
+            StoreNotFoundError: Nothing was indexed yet.
+            ModelMismatchError: The collection was built by another model.
+            BusyError: A server's reader is at its limit of downloads or decodes.
         """
-        query_parts = [
-            QueryPart(kind, value)
-            for kind, value in (
-                ("text", text),
-                ("image", image),
-                ("name", name),
-                ("id", similar_to),
-            )
-            if value is not None
-        ]
-        if len(query_parts) > 1 or not (query_parts or parts):
-            raise QueryError(
-                "give exactly one query: a text, an image, a name, or an indexed image's id "
-                "(combine several as parts)"
-            )
-        query_parts += list(parts)
-        if isinstance(negatives, str | QueryPart):
-            negatives = [negatives]  # one negative given bare, not its characters
-        for negative in negatives:
-            part = QueryPart("text", negative) if isinstance(negative, str) else negative
-            query_parts.append(QueryPart(part.kind, part.value, -abs(part.weight)))
-        if where is not None and not isinstance(where, PayloadFilter):
-            where = parse_filters([where] if isinstance(where, str) else where)
-        return self.engine.query(
-            query_parts,
-            k=k,
-            offset=offset,
-            where=where,
-            threshold=threshold,
-            expand=expand,
-            collapse_duplicates=collapse_duplicates,
+        reader = examples or self._examples
+        engine = self.engine  # an empty store or another model says so before images are read
+        parts = request_parts(request, reader, engine.embedder.image_size)
+        result = engine.query(
+            parts,
+            k=request.k,
+            offset=request.offset,
+            where=parse_filters(request.filters) if request.filters else None,
+            threshold=request.threshold,
+            expand=request.expand,
+            collapse_duplicates=request.collapse_duplicates,
         )
+        return result if request.explain else SearchResult(result.hits)
+
+    def search_vector(self, vector: Sequence[float] | np.ndarray, *, k: int = 10) -> list[Hit]:
+        """The ``k`` images nearest to a raw embedding (clip-back's ``embedding_input``).
+
+        Raises:
+            QueryError: Not the collection's dimension, not finite, or all zeros.
+        """
+        array = np.asarray(vector, dtype=np.float32)
+        dim = self.store.require_model().dim
+        finite = array.shape == (dim,) and bool(np.isfinite(array).all())
+        norm = float(np.linalg.norm(array)) if finite else 0.0
+        if not finite or norm == 0.0 or not np.isfinite(norm):
+            raise QueryError(f"the vector must be {dim} finite numbers, not all zero")
+        return self.engine.search_vector(array / norm, k=k)
+
+    def payload(self, point_id: int) -> dict[str, Any]:
+        """What is stored with an indexed image (uri, size, sha256, tags, ...).
+
+        Raises:
+            StoreNotFoundError: No image with that id.
+        """
+        found = self.payloads([point_id])
+        if point_id not in found:
+            raise StoreNotFoundError(f"no image with id {point_id} in the collection")
+        return found[point_id]
+
+    def payloads(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """The payloads of the indexed images among ``ids``, in the order asked (others are
+        left out)."""
+        wanted = [int(i) for i in ids if is_point_id(int(i))]
+        return {point.id: point.payload for point in self.store.retrieve(wanted)}
 
     # -- concepts ------------------------------------------------------------------------------
 
-    def add_concept(self, name: str, images: Sequence[ExampleInput]) -> Concept:
-        """Register a name by example images (replacing a concept of the same name).
+    def define_concept(
+        self, name: str, request: ConceptRequest, *, examples: ExampleReader | None = None
+    ) -> Concept:
+        """Register ``name`` from examples in their serialisable shape (see :meth:`add_concept`).
 
         Args:
-            name: The name; name queries find it first.
-            images: One to a few examples: paths, URLs, bytes, PIL images or indexed ids
-                (``int`` or ``"id:N"``).
+            name: The name (case and spaces aside, it replaces a concept of the same name).
+            request: The examples: base64 images with labels, or indexed images' ids.
+            examples: How to decode the images; None: as :meth:`answer`'s default.
 
         Raises:
-            QueryError: No name, no examples, an unreadable image or an unknown id.
+            QueryError: No name, an example that is neither an image nor an id, an unreadable
+                image, an unknown id, or more concepts than a snapshot can carry.
         """
         name = name.strip() if isinstance(name, str) else ""
         if not name:
             raise QueryError("a concept needs a name")
-        if isinstance(images, str | bytes | Path | Image.Image | int):
-            images = [images]  # one example given bare
-        images = list(images)
-        if not images:
-            raise QueryError(f"concept {name!r} needs at least one example image")
-        embedded = [self.engine.embed_example(example) for example in images]
+        refuse_control_characters(name, "a concept's name")
+        reader = examples or self._examples
+        engine = self.engine
+        embedded = [self._embed_example(engine, example, reader) for example in request.examples]
         concept = Concept(
             name=name,
             examples=[label for _, label in embedded],
             created=time.time(),
             vectors=np.stack([vector for vector, _ in embedded]),
         )
-        self.engine.concepts.add(concept)
+        with self._lock:
+            check_concept_room(engine.concepts.list(), concept)
+            engine.concepts.add(concept)
         return concept
 
+    @staticmethod
+    def _embed_example(
+        engine: SearchEngine, example: ConceptExampleBody, reader: ExampleReader
+    ) -> tuple[np.ndarray, str]:
+        if (example.id is None) == (example.image is None):
+            raise QueryError("each example of a concept is an image or an indexed image's id")
+        if example.id is not None:
+            return engine.stored_vectors([example.id])[0], f"id:{example.id}"
+        assert example.image is not None
+        label = printable(example.label or "<bytes>")
+        shown = f"the example image {example.label}" if example.label else "the example image"
+        data = image_bytes(example.image, IMAGE_BYTES_LIMIT)
+        return engine.embed_image(reader.image(data, shown, engine.embedder.image_size)), label
+
     def concepts(self) -> list[Concept]:
-        """The registered concepts, by name."""
-        return self.engine.concepts.list()
+        """The registered concepts, by name (no model is loaded).
+
+        Raises:
+            StoreNotFoundError: Nothing was indexed yet.
+        """
+        self.store.require_model()
+        return ConceptRegistry(self.store).list()
 
     def remove_concept(self, name: str) -> None:
         """Forget a concept.
@@ -382,7 +481,8 @@ class ImageSearch:
         Raises:
             QueryError: No concept has that name.
         """
-        self.engine.concepts.remove(name)
+        with self._lock:
+            ConceptRegistry(self.store).remove(name)
 
     # -- tags and duplicates -------------------------------------------------------------------
 
@@ -404,12 +504,25 @@ class ImageSearch:
 
         Returns:
             Counts of images and tags.
+
+        Raises:
+            BusyError: An index run, a load or another tagging run is writing the collection.
         """
-        return tag_images(self.engine, labels, top=top, min_score=min_score, progress=progress)
+        from search.tagging import tag_images
+
+        for label in labels:
+            refuse_control_characters(str(label), "a label")
+        engine = self.engine
+        with self._exclusive("tagging"):
+            return tag_images(engine, labels, top=top, min_score=min_score, progress=progress)
 
     def tag_counts(self) -> dict[str, int]:
-        """Images per tag, most frequent first."""
-        return count_tags(self.engine)
+        """Images per tag, most frequent first (no model is loaded)."""
+        self.store.require_model()
+        counts: Counter[str] = Counter()
+        for point in self.store.scroll(batch_size=4096):
+            counts.update(str(tag) for tag in point.payload.get("tags") or [])
+        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
     def duplicates(
         self, *, threshold: float | None = None, progress: ProgressCallback | None = None
@@ -428,17 +541,123 @@ class ImageSearch:
             progress=progress,
         )
 
-    def info(self) -> StoreInfo:
-        """What the collection holds."""
-        return self.store.info()
+    # -- the collection ------------------------------------------------------------------------
+
+    def info(self) -> CollectionInfo:
+        """What the collection holds: the object ``anyshot info --json`` prints (no model is
+        loaded)."""
+        details = self.store.info()
+        base: dict[str, Any] = {
+            "collection": self.settings.store.collection,
+            "location": details.location,
+            "backend": details.backend,
+            "model": details.model.to_dict() if details.model else None,
+            "points": details.points,
+            "indexed_vectors": details.indexed_vectors,
+            "disk_bytes": details.disk_bytes,
+        }
+        extra = {key: value for key, value in details.extra.items() if key not in base}
+        return InfoBody.model_validate(base | extra)
+
+    def collection_model(self) -> ModelIdentity | None:
+        """The model that built the collection; None while nothing is indexed."""
+        return self.store.model()
+
+    def trusted_roots(self) -> tuple[str, ...] | None:
+        """The folders and web origins the collection's images may be served from; None when
+        the collection records none (it was made before anyshot kept them)."""
+        roots = read_trusted_roots(self.store)
+        if roots or self.store.read_document(TRUSTED_ROOTS_DOCUMENT) is not None:
+            return roots
+        return None
+
+    # -- snapshots -----------------------------------------------------------------------------
+
+    def export(
+        self, folder: str | os.PathLike[str], *, progress: ProgressCallback | None = None
+    ) -> int:
+        """Write the collection as a snapshot (Parquet shards + carried documents) into a folder;
+        returns the number of points written.
+
+        Raises:
+            StoreNotFoundError: Nothing to export.
+            ParquetError: The folder already holds a snapshot, or cannot be written.
+        """
+        from indexer.transfer import export_collection
+
+        return export_collection(self.store, folder, progress=progress)
+
+    def load(
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        trust: Sequence[str] = (),
+        progress: ProgressCallback | None = None,
+    ) -> LoadReport:
+        """Load a snapshot folder into the collection, checking every shard, row and concept;
+        ``trust`` adds folders or origins the HTTP API may serve the loaded images from.
+
+        Raises:
+            ParquetError: The folder holds no shards.
+            ConfigError: A ``trust`` entry is neither a folder nor an http(s) origin.
+            BusyError: Another write over the whole collection is running.
+        """
+        from indexer.transfer import load_collection
+
+        with self._exclusive("a load"):
+            return load_collection(folder, self.store, trust=trust, progress=progress)
+
+    def export_page(self, *, after: int | None, limit: int) -> ShardPage:
+        """One page of a snapshot: the points with ids above ``after`` as one Parquet shard
+        (see :func:`search.snapshot_parts.export_page`)."""
+        return snapshot_parts.export_page(
+            self.store,
+            after=after,
+            limit=limit,
+            reserve_free_mb=self.settings.store.reserve_free_mb,
+        )
+
+    def export_documents(self) -> dict[str, Any]:
+        """What a snapshot's ``documents.json`` holds: the concepts, never the trusted roots."""
+        return snapshot_content(self.store)
+
+    def load_shard(self, data: bytes, *, trust: Sequence[str] = ()) -> LoadReport:
+        """Load one Parquet shard's bytes, checked as a snapshot's shard is
+        (see :func:`search.snapshot_parts.load_shard`)."""
+        with self._exclusive("a load"):
+            return snapshot_parts.load_shard(self.store, data, trust=trust)
+
+    def load_documents(self, content: dict[str, Any]) -> LoadReport:
+        """Add the concepts of a snapshot's documents, checked as a snapshot folder's are."""
+        with self._lock:
+            return snapshot_parts.load_documents(self.store, content)
 
     def close(self) -> None:
-        """Close the store (if this client opened it)."""
+        """Close the store (if this client opened it), and withdraw ``server.json``."""
+        if self._advertised is not None:
+            from indexer.stores.holder import withdraw_server
+
+            withdraw_server(self._advertised)
+            self._advertised = None
         if self._owns_store:
             self.store.close()
 
-    def __enter__(self) -> Self:
-        return self
+    def __repr__(self) -> str:
+        return f"ImageSearch({self.location!r})"
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+
+def check_concept_room(current: list[Concept], concept: Concept) -> None:
+    """Refuse a concept that would make the collection's concepts more than a snapshot carries.
+
+    Raises:
+        QueryError: Too many concepts, or too many example vectors in all.
+    """
+    others = [c for c in current if normalise_name(c.name) != normalise_name(concept.name)]
+    if len(others) >= MAX_CONCEPTS:
+        raise QueryError(f"the collection has {len(others)} concepts, the most it may hold")
+    floats = sum(np.asarray(c.vectors).size for c in others) + np.asarray(concept.vectors).size
+    if floats > CONCEPT_FLOATS_LIMIT:
+        raise QueryError(
+            "the collection's concepts would hold more example vectors than a snapshot can "
+            "carry: remove some concepts first"
+        )

@@ -30,7 +30,8 @@ from indexer.config import Runner
 from indexer.errors import ImageDecodeError, QueryError
 from indexer.progress import ProgressCallback
 from indexer.schema import uri_path
-from search.filters import filter_expressions
+from indexer.stores.interface import PayloadFilter
+from search.filters import filter_expressions, parse_filters
 from search.messages import (
     ConceptExampleBody,
     ConceptRequest,
@@ -44,7 +45,6 @@ from search.results import DuplicateGroup, Hit, SearchResult, TagReport
 
 if TYPE_CHECKING:
     from indexer.indexing import IndexReport
-    from indexer.stores.interface import PayloadFilter
     from indexer.transfer import LoadReport
     from search.concepts import Concept
 
@@ -312,6 +312,7 @@ def build_request(
             "give exactly one query: a text, an image, a name, or an indexed image's id "
             "(combine several as parts)"
         )
+    check_window(k, offset, collapse_duplicates)
     if isinstance(negatives, str | QueryPart):
         negatives = [negatives]  # one negative given bare, not its characters
     negative_texts: list[str] = []
@@ -321,10 +322,12 @@ def build_request(
             negative_texts.append(negative)
         else:
             part_bodies.append(part_body(negative, weight=-abs(negative.weight)))
-    if isinstance(where, str):
-        where = [where]
-    filters = list(where) if isinstance(where, Sequence) else []
-    if where is not None and not isinstance(where, Sequence):
+    filters: list[str] = []
+    if where is not None:
+        # Parsed here, then written back: a bad filter fails before any request, and a
+        # relative folder= is made absolute on the caller's machine, not on a server.
+        if not isinstance(where, PayloadFilter):
+            where = parse_filters([where] if isinstance(where, str) else where)
         filters = filter_expressions(where)
     try:
         return SearchRequest(
@@ -344,6 +347,21 @@ def build_request(
         )
     except ValueError as exc:  # pydantic's ValidationError: a value out of its range
         raise QueryError(f"invalid query: {_first_error(exc)}") from exc
+
+
+def check_window(k: int, offset: int, collapse_duplicates: bool | float) -> None:
+    """Refuse a window or duplicate threshold out of range, in the engine's words (a local and
+    a remote client then say the same).
+
+    Raises:
+        QueryError: ``k`` below 1, a negative ``offset``, a threshold outside (0, 1].
+    """
+    if k < 1:
+        raise QueryError(f"k must be at least 1, not {k}")
+    if offset < 0:
+        raise QueryError(f"offset must not be negative, not {offset}")
+    if not isinstance(collapse_duplicates, bool) and not 0.0 < collapse_duplicates <= 1.0:
+        raise QueryError(f"a duplicate threshold lies in (0, 1], not {collapse_duplicates}")
 
 
 def part_body(part: QueryPart, *, weight: float | None = None) -> QueryPartBody:

@@ -29,6 +29,23 @@ SERVICE_NAME = "anyshot"
 
 MAX_QUERY_PARTS = 32
 MAX_TEXT_CHARS = 10_000
+MAX_NAME_CHARS = 1_000
+"""The longest concept name or tag label a request may carry (a snapshot's limit too)."""
+
+PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
+"""The content type of one Parquet shard: ``GET /export/points`` answers one, ``POST /load``
+takes one."""
+NEXT_AFTER_HEADER = "X-Anyshot-Next-After"
+"""``GET /export/points``: the ``after`` of the next page; absent on the last page."""
+SHARD_CHECKSUM_HEADER = "X-Anyshot-Shard-Checksum"
+"""``GET /export/points``: the checksum the shard carries (``sha256:...`` over its values)."""
+SHARD_POINTS_HEADER = "X-Anyshot-Points"
+"""``GET /export/points``: how many points the shard holds."""
+TOTAL_POINTS_HEADER = "X-Anyshot-Total"
+"""``GET /export/points``: how many points the collection holds (for progress)."""
+UPLOADED_SHARD = "<uploaded shard>"
+"""What ``POST /load``'s report calls the shard it was sent (the server's file name of it is
+no business of the client's)."""
 
 
 # -- errors ---------------------------------------------------------------------------------------
@@ -267,7 +284,9 @@ class TagRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    labels: list[str] = Field(min_length=1, max_length=10_000)
+    labels: list[Annotated[str, Field(max_length=MAX_NAME_CHARS)]] = Field(
+        min_length=1, max_length=10_000
+    )
     top: int = Field(1, ge=1, le=100)
     min_score: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
 
@@ -325,8 +344,25 @@ class IndexJobBody(BaseModel):
     total: int
     report: dict[str, Any] | None
     error: str | None
+    error_type: str | None = Field(
+        None, description="The class of the error a failed run raised, e.g. SourceError."
+    )
     created: float
     finished: float | None
+
+
+class SnapshotDocumentsBody(BaseModel):
+    """``GET /export/documents`` and ``POST /load/documents``: what a snapshot's
+    ``documents.json`` holds (the collection's concepts; never its trusted roots).
+
+    An empty ``documents`` means the collection has nothing to carry: no file is written.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    format: int = Field(description="The documents file's format (1).")
+    model: dict[str, Any] | None = Field(description="The model the documents' vectors are of.")
+    documents: dict[str, Any] = Field(description="Carried documents by name (``concepts``).")
 
 
 class LoadReportBody(BaseModel):

@@ -14,42 +14,17 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from indexer.errors import ConfigError, QueryError
+from indexer.errors import QueryError
 from indexer.progress import ProgressCallback
-from search.data_files import parse_json_or_yaml, read_text_file
 from search.engine import PROMPT_TEMPLATES, SearchEngine, unit
+from search.labels import read_labels as read_labels  # its old home, still importable
 from search.results import TagReport
 
 TAG_SCORES_KEY = "tag_scores"
-
-
-def read_labels(path: str | Path) -> list[str]:
-    """Read a label list: a YAML or JSON list, or a text file with one label per line.
-
-    In text files, blank lines and lines starting with ``#`` are skipped.
-
-    Raises:
-        ConfigError: The file cannot be read, or holds no labels.
-    """
-    path = Path(path).expanduser()
-    text = read_text_file(path, "labels file")
-    if path.suffix.lower() in (".json", ".yaml", ".yml"):
-        data = parse_json_or_yaml(text, path, "labels file")
-        if not isinstance(data, list) or not all(isinstance(x, str | int) for x in data):
-            raise ConfigError(f"{path}: a labels file holds a list of strings")
-        labels = [str(x).strip() for x in data]
-    else:
-        labels = [line.strip() for line in text.splitlines()]
-        labels = [line for line in labels if not line.startswith("#")]
-    labels = list(dict.fromkeys(label for label in labels if label))
-    if not labels:
-        raise ConfigError(f"{path}: no labels")
-    return labels
 
 
 def tag_images(
@@ -136,14 +111,6 @@ def tag_images(
     ranked = dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
     ranked |= {label: 0 for label in labels if label not in ranked}
     return TagReport(labels, done, tagged, ranked, time.monotonic() - started)
-
-
-def count_tags(engine: SearchEngine) -> dict[str, int]:
-    """Images per tag over the collection, most frequent first."""
-    counts: Counter[str] = Counter()
-    for point in engine.store.scroll(batch_size=4096):
-        counts.update(str(tag) for tag in point.payload.get("tags") or [])
-    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def _logit_scale(engine: SearchEngine) -> float:

@@ -63,6 +63,7 @@ from indexer.stores.edge_layout import (
 )
 from indexer.stores.filter_translation import FilterConstructors, translate_filter
 from indexer.stores.folder_lock import lock_for_reading, lock_for_writing
+from indexer.stores.holder import SERVER_FILE
 from indexer.stores.interface import (
     PayloadFilter,
     ScoredPoint,
@@ -429,10 +430,11 @@ class EdgeStore(VectorStore):
         batch_size: int = 1024,
         with_vectors: bool = False,
         where: PayloadFilter | None = None,
+        start: int | None = None,
     ) -> Iterator[StoredPoint]:
         if self._shard is None:
             return
-        offset: int | None = None
+        offset: int | None = start
         while True:
             request = qe.ScrollRequest(
                 offset=offset,
@@ -522,8 +524,13 @@ class EdgeStore(VectorStore):
             }
         if self.read_only:
             extra["read_only"] = True
-        # st_blocks, not st_size: Qdrant Edge pre-allocates sparse files of tens of MB.
-        disk = sum(f.stat().st_blocks * 512 for f in self.root.rglob("*") if f.is_file())
+        # st_blocks, not st_size: Qdrant Edge pre-allocates sparse files of tens of MB. A
+        # server's server.json is not the collection's: info is the same served or not.
+        disk = sum(
+            f.stat().st_blocks * 512
+            for f in self.root.rglob("*")
+            if f.is_file() and f != self.root / SERVER_FILE
+        )
         return StoreInfo(
             location=str(self.root),
             backend=self.backend,

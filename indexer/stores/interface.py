@@ -211,8 +211,10 @@ class VectorStore(abc.ABC):
         batch_size: int = 1024,
         with_vectors: bool = False,
         where: PayloadFilter | None = None,
+        start: int | None = None,
     ) -> Iterator[StoredPoint]:
-        """Iterate over all points (matching ``where``) in id order."""
+        """Iterate over all points (matching ``where``) in id order, from id ``start`` on
+        (inclusive; None: the first)."""
 
     @abc.abstractmethod
     def count(self, where: PayloadFilter | None = None) -> int:

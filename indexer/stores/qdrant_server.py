@@ -225,10 +225,11 @@ class QdrantClientStore(VectorStore):
         batch_size: int = 1024,
         with_vectors: bool = False,
         where: PayloadFilter | None = None,
+        start: int | None = None,
     ) -> Iterator[StoredPoint]:
         if not self._exists():
             return
-        offset = None
+        offset = start
         while True:
             records, offset = self._call(
                 "scroll points",

@@ -92,10 +92,13 @@ class SerializedStore(VectorStore):
         batch_size: int = 1024,
         with_vectors: bool = False,
         where: PayloadFilter | None = None,
+        start: int | None = None,
     ) -> Iterator[StoredPoint]:
         # The lock is held per batch, not for the whole iteration: a caller that scrolls a
         # large collection must not stop the other threads until it is done.
-        points = self.inner.scroll(batch_size=batch_size, with_vectors=with_vectors, where=where)
+        points = self.inner.scroll(
+            batch_size=batch_size, with_vectors=with_vectors, where=where, start=start
+        )
         while True:
             with self._lock:
                 batch = [point for _, point in zip(range(batch_size), points, strict=False)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import importlib.metadata
 import io
 import json
 import os
@@ -58,7 +59,8 @@ def png_bytes(path: Path) -> bytes:
 
 
 def test_health_and_collections(http: TestClient) -> None:
-    assert http.get("/healthz").json() == {"status": "ok"}
+    version = importlib.metadata.version("anyshot")
+    assert http.get("/healthz").json() == {"status": "ok", "service": "anyshot", "version": version}
     (collection,) = http.get("/collections").json()
     assert collection["name"] == "images"
     assert collection["points"] == 120

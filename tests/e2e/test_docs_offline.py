@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from indexer.config import build_settings
 from search.api import create_app
-from search.http_guards import DOCS_POLICY
+from search.api.guards import DOCS_POLICY
 
 REFERENCE = re.compile(r"""(?:src|href)\s*=\s*["']([^"']+)["']""")
 

@@ -83,7 +83,8 @@ def run(*args: str) -> tuple[int, str, str]:
 def test_server_advertises_itself_in_the_store(served) -> None:
     url, store, _ = served
     assert json.loads((store / "server.json").read_text())["url"] == url
-    assert get_json(f"{url}/healthz") == {"status": "ok"}
+    health = get_json(f"{url}/healthz")
+    assert (health["status"], health["service"]) == ("ok", "anyshot")
 
 
 def test_cli_index_and_search_go_through_the_server(served, tmp_path) -> None:

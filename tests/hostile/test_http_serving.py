@@ -284,8 +284,9 @@ def test_the_page_keeps_the_api_key_for_the_session_only() -> None:
 
 def test_the_served_bytes_are_those_of_the_file_that_was_checked(tmp_path) -> None:
     """A link swapped in after the check cannot redirect the read (no reopening by path)."""
-    from search.served_images import ServedImages
-    from search.work_limits import WorkLimiter
+    from search.client import ImageSearch
+    from search.serving.served_images import ServedImages
+    from search.serving.work_limits import WorkLimiter
 
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -297,7 +298,8 @@ def test_the_served_bytes_are_those_of_the_file_that_was_checked(tmp_path) -> No
         opened.bind_model(ModelIdentity("test", None, 4))
         trust_roots(opened, [os.path.realpath(folder)])
         downloads = WorkLimiter(1, what="downloads", setting="test")
-        served = ServedImages(opened, settings_for(tmp_path).api, downloads)
+        client = ImageSearch(settings_for(tmp_path / "s"), store=opened)
+        served = ServedImages(client.trusted_roots, settings_for(tmp_path).api, downloads)
         served.refresh()
         with served.open_local(str(photo)) as checked:
             photo.unlink()
@@ -427,7 +429,7 @@ def test_index_runs_over_http_read_nothing_outside_the_index_roots(
             assert from_list["report"]["indexed"] == 0  # the two inside are unchanged
             refused = client.post("/index", json={"source": str(allowed / "photos" / "linked")})
             assert error_of_reply(refused) == (400, "ConfigError")
-            stored = client.app.state.client.store
+            stored = client.app.state.server.client
             outside_uris = [
                 str(allowed / "photos" / "escape.png"),
                 *(str(allowed / "photos" / "linked" / p.name) for p in escapes),
@@ -435,8 +437,8 @@ def test_index_runs_over_http_read_nothing_outside_the_index_roots(
                 "/etc/passwd",
                 f"{web.url}/cat.png",
             ]
-            assert stored.retrieve([point_id(uri) for uri in outside_uris]) == []
-            assert len(stored.retrieve([point_id(str(p)) for p in inside])) == 2
+            assert stored.payloads([point_id(uri) for uri in outside_uris]) == {}
+            assert len(stored.payloads([point_id(str(p)) for p in inside])) == 2
         assert web.requests == []
 
 
@@ -453,7 +455,8 @@ def test_index_runs_over_http_fetch_no_url_without_fetching_on(
             job = run_job(client, str(listing))
             assert job["state"] in ("done", "failed"), job
             assert job["report"] is None or job["report"]["indexed"] == 0
-            assert client.app.state.client.store.retrieve([point_id(f"{web.url}/cat.png")]) == []
+            served = client.app.state.server.client
+            assert served.payloads([point_id(f"{web.url}/cat.png")]) == {}
         assert web.requests == []
 
 

@@ -16,7 +16,7 @@ from indexer.indexing import IndexReport
 from indexer.schema import ModelIdentity
 from indexer.stores.qdrant_server import QdrantClientStore
 from indexer.stores.serialized import SerializedStore
-from search.index_jobs import IndexJobs
+from search.serving.index_jobs import IndexJobs
 
 
 class BatchedIndexer:
@@ -28,7 +28,10 @@ class BatchedIndexer:
         self.sources: list[str] = []
         self.policies: list[AccessPolicy | None] = []
 
-    def index(self, source: str, *, progress, access: AccessPolicy | None = None) -> IndexReport:
+    def index(
+        self, source: str, *, runner: str, progress, access: AccessPolicy | None = None
+    ) -> IndexReport:
+        assert runner == "inline"  # a server indexes in its own process, whatever the env
         self.sources.append(source)
         self.policies.append(access)
         if source.endswith("missing"):

@@ -1,5 +1,5 @@
-"""ASGI middleware of the HTTP API: the API key, a body size limit counted while reading, and
-security headers.
+"""ASGI middleware of the HTTP API: the API key, a body size limit counted while reading,
+security headers, and CORS (:func:`add_guards` puts them in order).
 
 All are plain ASGI (no buffering of bodies, no task groups around ``receive``):
 :class:`ApiKeyGuard` answers 401 before a byte of the body is read; :class:`BodyLimit` counts
@@ -16,7 +16,11 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from fastapi import HTTPException
+from fastapi import FastAPI, HTTPException
+from fastapi.middleware.cors import CORSMiddleware
+
+from indexer.config import Settings
+from search.messages import API_KEY_HEADER
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -40,6 +44,9 @@ DOCS_POLICY = (
 )
 """The interactive API docs: scripts and files of this server only (no CDN, no inline script);
 inline styles, which Swagger UI and ReDoc set as they render."""
+
+OPEN_PATHS = ("/healthz", "/docs", "/redoc", "/openapi.json", "/static/")
+"""Paths that need no API key: health, documentation and the built-in page's files."""
 
 DOCS_PATHS = ("/docs", "/redoc")
 """The pages of the interactive API docs (their files are under ``/docs-assets``)."""
@@ -192,3 +199,25 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+def add_guards(app: FastAPI, settings: Settings) -> None:
+    """API key, request size limit, security headers and CORS (outermost, so that errors carry
+    CORS headers)."""
+    # Added last is outermost: CORS, then headers, then the key check, then the body limit.
+    app.add_middleware(BodyLimit, limit=settings.api.max_upload_bytes)
+    if settings.api.api_key is not None:
+        app.add_middleware(
+            ApiKeyGuard,
+            key=settings.api.api_key.get_secret_value(),
+            header=API_KEY_HEADER,
+            open_paths=OPEN_PATHS,
+        )
+    app.add_middleware(SecurityHeaders)
+    if settings.api.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.api.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+            allow_headers=["*"],
+        )

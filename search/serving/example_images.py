@@ -9,12 +9,17 @@ decode to exceed what is left of the request's budget (``api.max_query_pixels``)
 An example given by URL is downloaded only when ``api.fetch_image_urls`` allows it, through
 :func:`indexer.access.fetch_url` under the server's policy (no private addresses unless
 allowed, a total deadline, a size cap), at most ``api.max_concurrent_downloads`` at once; the
-engine only ever gets the bytes, never the URL.
+engine only ever gets the bytes, never the URL. This server's own ``/images/{id}`` and
+``/thumbs/{id}`` URLs (clip-front sends a result's URL back) become the indexed image itself.
+
+Each request reads its examples through :meth:`ExampleImages.reader`, the
+:class:`~search.request_parts.ExampleReader` the server hands to its client.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import warnings
 
 from PIL import Image
@@ -23,10 +28,14 @@ from indexer.access import AccessPolicy, fetch_url
 from indexer.config import ApiSettings
 from indexer.decode import decode_image
 from indexer.errors import ImageDecodeError, QueryError
-from search.work_limits import WorkLimiter
+from indexer.schema import is_point_id
+from search.serving.work_limits import WorkLimiter
 
 DECODE_WAIT_SECONDS = 5.0
 """How long an example image waits for a decode slot before the request gets 429."""
+
+OWN_IMAGE_URL = re.compile(r"/(?:images|thumbs)/(\d{1,20})(?:[?#].*)?$")
+"""A URL of this API's own image or thumbnail of an indexed id."""
 
 
 class PixelBudget:
@@ -98,6 +107,10 @@ class ExampleImages:
         """A fresh pixel budget for one request."""
         return PixelBudget(self.api.max_query_pixels)
 
+    def reader(self) -> RequestExamples:
+        """The reader of one request's example images, with a fresh pixel budget."""
+        return RequestExamples(self, self.budget())
+
     def decode(
         self,
         data: bytes,
@@ -140,3 +153,37 @@ class ExampleImages:
                 return fetch_url(url, self.policy)
             except ImageDecodeError as exc:
                 raise QueryError(f"cannot use the example image {url}: {exc.reason}") from exc
+
+
+class RequestExamples:
+    """The example images of one request, read under the server's limits (a
+    :class:`~search.request_parts.ExampleReader`).
+
+    Args:
+        examples: The server's example images (policy, limits).
+        budget: What the request's images may decode to, together.
+    """
+
+    def __init__(self, examples: ExampleImages, budget: PixelBudget) -> None:
+        self.examples = examples
+        self.budget = budget
+
+    def image(self, data: bytes, label: str, target_size: int | None) -> Image.Image:
+        """Decode an example image within the request's budget (:meth:`ExampleImages.decode`)."""
+        return self.examples.decode(data, target_size=target_size, budget=self.budget, label=label)
+
+    def url(self, url: str) -> bytes | int:
+        """This API's own image URLs become their id; other http(s) URLs are downloaded only
+        as :meth:`ExampleImages.download` allows; nothing else is read (a path here would let
+        a client read the server's files).
+
+        Raises:
+            QueryError: A URL that may not be used, or whose download failed.
+            BusyError: Too many downloads running.
+        """
+        own = OWN_IMAGE_URL.search(url)
+        if own is not None and is_point_id(int(own.group(1))):
+            return int(own.group(1))
+        if not url.lower().startswith(("http://", "https://")):
+            raise QueryError("image_url must be an http(s) URL")
+        return self.examples.download(url)

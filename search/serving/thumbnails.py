@@ -21,8 +21,8 @@ from indexer.config import Settings, default_data_dir
 from indexer.decode import decode_image
 from indexer.errors import ImageDecodeError
 from indexer.stores.location import StoreLocation
-from search.served_images import NotServable, ServedImages
-from search.work_limits import WorkLimiter
+from search.serving.served_images import NotServable, ServedImages
+from search.serving.work_limits import WorkLimiter
 
 THUMBNAIL_QUALITY = 85
 

@@ -2,14 +2,13 @@
 
 An embedded store (Qdrant Edge) allows one process. The HTTP API server owns it, so an index
 run meant for that store runs here, as a job of :class:`IndexJobs`, while the server goes on
-answering searches on the same open store (:class:`indexer.stores.serialized.SerializedStore`
-lets the threads take turns per store call). One job runs at a time; later ones wait in line.
+answering searches on the same open store (its client, :meth:`ImageSearch.for_server`, lets the
+threads take turns per store call). One job runs at a time; later ones wait in line.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import uuid
@@ -19,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from indexer.access import AccessPolicy, resolve_roots, within_roots
+from indexer.access import AccessPolicy, resolve_roots
 from indexer.errors import AnyshotError, ConfigError
 from search.client import ImageSearch
+from search.serving.server_paths import check_server_path
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,8 @@ class IndexJob:
         done, total: Images processed so far, of those to embed.
         report: The run's summary once done (``IndexReport.to_dict()``).
         error: One line saying why the run failed.
+        error_type: The class of the error that ended it (``SourceError``, ...), so that a
+            remote client raises what a local run would.
     """
 
     id: str
@@ -55,6 +57,7 @@ class IndexJob:
     total: int = 0
     report: dict[str, Any] | None = None
     error: str | None = None
+    error_type: str | None = None
     created: float = field(default_factory=time.time)
     finished: float | None = None
 
@@ -68,6 +71,7 @@ class IndexJob:
             "total": self.total,
             "report": self.report,
             "error": self.error,
+            "error_type": self.error_type,
             "created": self.created,
             "finished": self.finished,
         }
@@ -114,14 +118,7 @@ class IndexJobs:
             ConfigError: The source is not an absolute path, or, links resolved, lies outside
                 the allowed roots.
         """
-        if "\0" in source:
-            raise ConfigError("the source must be a path without NUL characters")
-        if "://" not in source and not os.path.isabs(source):
-            raise ConfigError(f"the source must be an absolute path on the server, not {source!r}")
-        if self.allowed_roots:
-            resolved = os.path.realpath(source)  # every link on the way, the last one too
-            if "://" in source or not within_roots(resolved, self.allowed_roots):
-                raise ConfigError(f"{source} is outside the folders this server may index")
+        check_server_path(source, self.allowed_roots)
         job = IndexJob(id=uuid.uuid4().hex, source=source)
         with self._wake:
             if self._stopping:
@@ -185,9 +182,12 @@ class IndexJobs:
 
         state: JobState = "failed"
         try:
-            report = self.client.index(job.source, progress=progress, access=self.access)
+            report = self.client.index(
+                job.source, runner="inline", progress=progress, access=self.access
+            )
         except (AnyshotError, IndexCancelled) as exc:
             job.error = str(exc)
+            job.error_type = type(exc).__name__ if isinstance(exc, AnyshotError) else None
         except Exception as exc:  # a bug must not kill the worker thread of the server
             logger.exception("index job %s failed", job.id)
             job.error = f"internal error: {exc}"

@@ -16,7 +16,8 @@ reason. The file that was checked is the file that is served: it stays open from
 the last byte sent (no second open by path that a swapped link could redirect).
 
 The trusted roots are read from the store once and kept in memory; :meth:`ServedImages.refresh`
-re-reads them (the server calls it after each of its own index runs, which record their roots).
+re-reads them (the server calls it after each of its own index runs and loads, which record
+roots).
 """
 
 from __future__ import annotations
@@ -37,14 +38,8 @@ from indexer.access import AccessPolicy, fetch_url, open_regular_file
 from indexer.config import ApiSettings
 from indexer.errors import AnyshotError, ImageDecodeError
 from indexer.schema import uri_path
-from indexer.stores.interface import VectorStore
-from indexer.trusted_roots import (
-    TRUSTED_ROOTS_DOCUMENT,
-    origin_of,
-    read_trusted_roots,
-    split_roots,
-)
-from search.work_limits import WorkLimiter
+from indexer.trusted_roots import origin_of, split_roots
+from search.serving.work_limits import WorkLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -163,13 +158,19 @@ class ServedImages:
     """Decides which indexed images a server may hand out, and opens or fetches them.
 
     Args:
-        store: The server's store (its ``trusted-roots`` document is read).
+        read_roots: Reads the collection's trusted roots (None: it records none), as
+            :meth:`search.client.ImageSearch.trusted_roots` does.
         api: The server's settings (download deadline, allowed private hosts, size cap).
         downloads: The server's limit on concurrent downloads (thumbnails of web images).
     """
 
-    def __init__(self, store: VectorStore, api: ApiSettings, downloads: WorkLimiter) -> None:
-        self._store = store
+    def __init__(
+        self,
+        read_roots: Callable[[], tuple[str, ...] | None],
+        api: ApiSettings,
+        downloads: WorkLimiter,
+    ) -> None:
+        self._read_roots = read_roots
         self._downloads = downloads
         # Web images were indexed by the operator: fetched whatever api.fetch_image_urls says,
         # but still never from private addresses unless api.fetch_allowed_hosts lists them.
@@ -184,18 +185,18 @@ class ServedImages:
             return self._roots
 
     def refresh(self) -> TrustedRoots:
-        """Re-read the store's trusted roots (after an index run recorded new ones)."""
-        roots = read_trusted_roots(self._store)
-        recorded = bool(roots) or self._store.read_document(TRUSTED_ROOTS_DOCUMENT) is not None
-        folders, origins = split_roots(roots)
-        fresh = TrustedRoots(folders, origins, recorded=recorded)
+        """Re-read the collection's trusted roots (after a run or a load recorded new ones)."""
+        roots = self._read_roots()
+        folders, origins = split_roots(roots or ())
+        fresh = TrustedRoots(folders, origins, recorded=roots is not None)
         with self._lock:
             self._roots = fresh
         return fresh
 
-    def warn_if_unrecorded(self) -> None:
-        """Log one warning when a collection has no trusted roots: it then serves no image."""
-        if self.roots.recorded or self._store.model() is None:
+    def warn_if_unrecorded(self, *, indexed: bool) -> None:
+        """Log one warning when a collection (``indexed``: it holds images) has no trusted
+        roots: it then serves no image."""
+        if self.roots.recorded or not indexed:
             return
         logger.warning(
             "this collection records no folders it was indexed from (it was made before "

@@ -1,0 +1,123 @@
+"""``anyshot search``: one query, in the one serialisable shape, answered by the face."""
+
+from __future__ import annotations
+
+import click
+
+from indexer.config import build_settings
+from search.cli.common import (
+    FiniteFloatRange,
+    json_option,
+    open_collection,
+    print_hits,
+    store_options,
+)
+
+
+@click.command()
+@click.argument("text", required=False)
+@click.option("--image", metavar="FILE|URL", help="Search by an example image.")
+@click.option(
+    "--name", metavar="NAME", help="Search by a name: a concept, a described name, or templates."
+)
+@click.option(
+    "--id",
+    "similar_to",
+    type=int,
+    metavar="ID",
+    help="Search by an indexed image (more like this).",
+)
+@click.option(
+    "--not",
+    "negatives",
+    multiple=True,
+    metavar="TEXT",
+    help="Push results away from TEXT (repeatable).",
+)
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="EXPR",
+    help="Payload filter (repeatable, all must hold): folder=/photos/2024, format=JPEG,PNG, "
+    "tag=cat, mtime>=2024-01-01, size<2MB, id=5.",
+)
+@store_options
+@click.option(
+    "-k",
+    "k",
+    type=click.IntRange(1, 10_000),
+    default=10,
+    show_default=True,
+    help="How many results.",
+)
+@click.option("--offset", type=click.IntRange(0), default=0, help="Skip this many results.")
+@click.option(
+    "--threshold",
+    type=FiniteFloatRange(-1, 1),
+    metavar="SCORE",
+    help="Only results with at least this score (cosine, -1..1).",
+)
+@click.option(
+    "--expand/--no-expand",
+    default=None,
+    help="Visual query expansion: blend the top images into the query and search again "
+    "(default: ANYSHOT_SEARCH__EXPAND, off).",
+)
+@click.option(
+    "--collapse-duplicates", is_flag=True, help="Show one image of each near-duplicate group."
+)
+@json_option("One JSON object per line, best first.")
+def search(
+    text: str | None,
+    image: str | None,
+    name: str | None,
+    similar_to: int | None,
+    negatives: tuple[str, ...],
+    filters: tuple[str, ...],
+    store: str | None,
+    model: str | None,
+    pretrained: str | None,
+    k: int,
+    offset: int,
+    threshold: float | None,
+    expand: bool | None,
+    collapse_duplicates: bool,
+    as_json: bool,
+) -> None:
+    """Search the collection by TEXT, an example --image, a --name, or an indexed --id.
+
+    Prints a table (rank, score, path), or with --json one object per line (id, uri, score,
+    payload), best first. While `anyshot serve` holds the store, the search goes through it
+    (a search from the command line loads the model each time: for many searches, use
+    `anyshot serve` or the Python client).
+
+    \b
+    Examples:
+      anyshot search "a red circle"
+      anyshot search "a beach" --not "people" --filter format=JPEG --threshold 0.2
+      anyshot search "a red circle" --expand --collapse-duplicates
+      anyshot search --image query.jpg -k 20 --json
+      anyshot search --name heart --filter folder=/data/shapes
+      anyshot search --id 1234567890
+    """
+    from search.face import build_request
+
+    settings = build_settings(store=store, model=model, pretrained=pretrained)
+    # The query is checked and its image read here, before the collection opens.
+    request = build_request(
+        text,
+        image=image,
+        name=name,
+        similar_to=similar_to,
+        negatives=list(negatives),
+        k=k,
+        offset=offset,
+        where=list(filters) or None,
+        threshold=threshold,
+        expand=expand,
+        collapse_duplicates=collapse_duplicates,
+    )
+    with open_collection(settings) as client:
+        hits = client.answer(request).hits
+    print_hits(hits, as_json=as_json, first_rank=offset + 1)
