@@ -258,7 +258,7 @@ class ImageSearch(CollectionClient):
         runner: Runner = "auto",
         progress: ProgressCallback | None = None,
         dask_address: str | None = None,
-        dask_workers: int = 2,
+        dask_workers: int | None = None,
         access: AccessPolicy | None = None,
     ) -> IndexReport:
         """Index a folder, a list file (text or Parquet) or one image.
@@ -271,7 +271,8 @@ class ImageSearch(CollectionClient):
             progress: Called as ``progress(done, total)`` as batches are done.
             dask_address: Scheduler address of an existing Dask cluster (runner ``dask``);
                 None: ``index.dask_address``, else a local cluster.
-            dask_workers: Worker processes of a local Dask cluster when no address is given.
+            dask_workers: Worker processes of a local Dask cluster when no address is given;
+                None: ``index.dask_workers``.
             access: What the run may read (a server's roots, URL policy); None: anything this
                 process can read (:meth:`AccessPolicy.for_index`). A narrower policy needs
                 the inline runner (a flow reads as the person who started it).
@@ -326,7 +327,7 @@ class ImageSearch(CollectionClient):
         source: str,
         runner: Runner,
         dask_address: str | None,
-        dask_workers: int,
+        dask_workers: int | None,
         progress: ProgressCallback | None,
     ) -> IndexReport:
         from indexer.indexing import IndexReport

@@ -43,14 +43,8 @@ from indexer.stores.interface import PayloadFilter, ScoredPoint, VectorStore
 from search.concepts import ConceptRegistry
 from search.domain_words import TINY_MODEL, out_of_domain_warning, unknown_words
 from search.knowledge import KnowledgeBase, KnowledgeEntry, OnlineDescriptions
-from search.query import QueryPart
+from search.query import ExampleInput, ImageInput, QueryPart
 from search.results import Hit, SearchResult
-
-ImageInput = str | Path | bytes | Image.Image
-"""An example image: a file path, an http(s) URL, encoded bytes or a PIL image."""
-
-ExampleInput = ImageInput | int
-"""An example image, or the id of an indexed image."""
 
 logger = logging.getLogger(__name__)
 

@@ -40,19 +40,13 @@ from search.messages import (
     SearchRequest,
     image_text,
 )
-from search.query import QueryPart
+from search.query import ExampleInput, ImageInput, QueryPart
 from search.results import DuplicateGroup, Hit, SearchResult, TagReport
 
 if TYPE_CHECKING:
     from indexer.indexing import IndexReport
     from indexer.transfer import LoadReport
     from search.concepts import Concept
-
-ImageInput = str | Path | bytes | Image.Image
-"""An example image: a file path, an http(s) URL, encoded bytes or a PIL image."""
-
-ExampleInput = ImageInput | int
-"""An example image, or the id of an indexed image (``int`` or ``"id:N"``)."""
 
 CollectionInfo = InfoBody
 """What a collection holds: the object ``anyshot info --json`` prints."""

@@ -23,10 +23,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
+
+from PIL import Image
 
 from indexer.errors import QueryError
 from indexer.formats import is_image_name
+
+ImageInput = str | Path | bytes | Image.Image
+"""An example image: a file path, an http(s) URL, encoded bytes or a PIL image."""
+
+ExampleInput = ImageInput | int
+"""An example image, or the id of an indexed image (``int`` or ``"id:N"``)."""
 
 PartKind = Literal["text", "image", "name", "id"]
 PART_KINDS: tuple[str, ...] = ("text", "image", "name", "id")
