@@ -22,7 +22,7 @@ DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 
 Device = str
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
 
 Runner = Literal["auto", "inline", "prefect", "dask"]
 """How an index run runs, everywhere (``anyshot index --runner``, ``ImageSearch.index``, the
@@ -79,7 +79,9 @@ class ModelSettings(BaseModel):
     precision: Precision = Field(
         "auto",
         description=(
-            "'auto' picks bf16 on CPUs with AMX/avx512_bf16, fp16 or bf16 on CUDA, fp32 otherwise."
+            "'auto' picks bf16 on CPUs with AMX/avx512_bf16, int8 (dynamic quantization of every "
+            "linear layer) on other x86 CPUs with AVX2 or VNNI, fp32 elsewhere, and fp16 or bf16 "
+            "on CUDA. 'int8' runs on the CPU only."
         ),
     )
     batch_size: int = Field(64, ge=1, le=4096, description="Images per forward pass.")
@@ -92,11 +94,12 @@ class ModelSettings(BaseModel):
     download_timeout: float = Field(
         10.0, gt=0, le=600, description="Seconds to wait for the weights host to answer."
     )
-    text_int8: bool = Field(
-        False,
+    text_int8: bool | None = Field(
+        None,
         description=(
-            "Run the text tower's linear layers in int8 (dynamic quantization; CPU with fp32 "
-            "only): text queries ~3x faster, text vectors within cosine 0.998 of fp32."
+            "Run the text tower's linear layers in int8 on the CPU (text queries ~3x faster, "
+            "text vectors within cosine 0.998 of fp32). Empty: int8 exactly when the model's "
+            "CPU precision is int8."
         ),
     )
 
