@@ -15,6 +15,7 @@ from torchvision.transforms import Compose, Normalize
 
 from indexer.access import AccessPolicy
 from indexer.config import ModelSettings
+from indexer.cpu import resolve_cpu_precision, text_tower_int8
 from indexer.errors import ModelError, QueryError
 from indexer.prepare import PixelPipeline, ResizeCrop
 from indexer.schema import ModelIdentity
@@ -22,7 +23,12 @@ from indexer.weights import ModelSource, resolve_model
 
 logger = logging.getLogger(__name__)
 
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+_DTYPES = {
+    "fp32": torch.float32,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+    "int8": torch.float32,  # int8 weights inside quantized layers; fp32 between them
+}
 
 
 @dataclass(frozen=True)
@@ -38,28 +44,22 @@ class Runtime:
         return _DTYPES[self.precision]
 
 
-def cpu_has_fast_bf16() -> bool:
-    """True when this CPU runs bf16 matrix work natively (AMX or avx512_bf16)."""
-    cpu = getattr(torch, "cpu", None)
-    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(bool(getattr(cpu, probe, lambda: False)()) for probe in probes)
-
-
 def choose_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
     """Pick device and precision.
 
-    ``auto`` precision is bf16 on CPUs with AMX/avx512_bf16 (several times faster than fp32
-    there), bf16 or fp16 on CUDA, fp32 elsewhere (bf16 is emulated, hence slower, without them).
+    ``auto`` precision on a CPU is :func:`indexer.cpu.resolve_cpu_precision`'s: bf16 with
+    AMX/avx512_bf16 (several times faster than fp32 there; emulated, hence slower, without
+    them), int8 on other x86 CPUs with AVX2/VNNI, fp32 elsewhere; on CUDA bf16 or fp16.
 
     Args:
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16``.
+        precision: ``auto``, ``fp32``, ``bf16``, ``fp16`` or ``int8``.
 
     Returns:
         The chosen :class:`Runtime`.
 
     Raises:
-        ModelError: CUDA was asked for but is not available, or fp16 on CPU.
+        ModelError: CUDA was asked for but is not available, fp16 on CPU or int8 on CUDA.
     """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -73,11 +73,13 @@ def choose_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
         if torch_device.type == "cuda":
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         else:
-            precision = "bf16" if cpu_has_fast_bf16() else "fp32"
+            precision = resolve_cpu_precision("auto")
     if precision not in _DTYPES:
-        raise ModelError(f"unknown precision {precision!r}: use auto, fp32, bf16 or fp16")
+        raise ModelError(f"unknown precision {precision!r}: use auto, fp32, bf16, fp16 or int8")
     if precision == "fp16" and torch_device.type == "cpu":
-        raise ModelError("fp16 is not supported on CPU: use bf16 or fp32")
+        raise ModelError("fp16 is not supported on CPU: use bf16, int8 or fp32")
+    if precision == "int8" and torch_device.type != "cpu":
+        raise ModelError("int8 runs on the CPU only: use fp16 or bf16 on CUDA")
     return Runtime(torch_device, precision)
 
 
@@ -121,19 +123,9 @@ class Embedder:
         model.eval()
         self.model = model.to(device=self.runtime.device, dtype=self.runtime.dtype)
         self.preprocess: Callable[[Image.Image], torch.Tensor] = preprocess
+        self.image_int8 = self.runtime.precision == "int8" and self._quantize_image_tower()
         trimmed = trimmed_text_encoder(self.model)
-        self.text_int8 = bool(
-            settings.text_int8
-            and trimmed is not None
-            and torch.device(self.runtime.device).type == "cpu"
-            and self.runtime.precision == "fp32"
-        )
-        if self.text_int8:
-            from indexer.text_int8 import quantize_text_tower
-
-            quantize_text_tower(self.model)
-        elif settings.text_int8:
-            logger.warning("text_int8 needs an open_clip CLIP on the CPU in fp32; not applied")
+        self.text_int8 = self._quantize_text_tower(trimmed is not None)
         self._encode_text = trimmed or self.model.encode_text
         self.image_size = _image_size(model)
         self.dim = _embed_dim(model)
@@ -144,12 +136,50 @@ class Embedder:
             fingerprint=self.source.fingerprint(),
         )
         logger.info(
-            "loaded %s on %s (%s), dim %d",
+            "loaded %s on %s (images %s, texts %s), dim %d",
             self.identity.label,
             self.runtime.device,
-            self.runtime.precision,
+            self.image_precision,
+            self.text_precision,
             self.dim,
         )
+
+    def _quantize_image_tower(self) -> bool:
+        from indexer.int8 import quantize_image_tower
+
+        if quantize_image_tower(self.model):
+            return True
+        logger.warning("%s has no transformer image tower to run in int8", self.source.name)
+        return False
+
+    def _quantize_text_tower(self, trimmable: bool) -> bool:
+        wanted = text_tower_int8(self.settings)
+        if not wanted:
+            return False
+        if not trimmable or self.runtime.precision not in {"fp32", "int8"}:
+            if self.settings.text_int8:  # asked for by name: say why it is not applied
+                logger.warning(
+                    "text_int8 needs an open_clip CLIP on the CPU in fp32 or int8; not applied"
+                )
+            return False
+        from indexer.int8 import quantize_text_tower
+
+        quantize_text_tower(self.model)
+        return True
+
+    @property
+    def image_precision(self) -> str:
+        """What the image tower runs in (and so the stored vectors were made in)."""
+        if self.runtime.precision == "int8" and not self.image_int8:
+            return "fp32"
+        return self.runtime.precision
+
+    @property
+    def text_precision(self) -> str:
+        """What the text tower runs in."""
+        if self.text_int8:
+            return "int8"
+        return "fp32" if self.runtime.precision == "int8" else self.runtime.precision
 
     def pixel_pipeline(
         self,

@@ -45,6 +45,7 @@ from indexer.config import (
     resolve_runner,
 )
 from indexer.errors import BusyError, ConfigError, QueryError, StoreNotFoundError
+from indexer.precision_record import describe_precisions
 from indexer.progress import ProgressCallback
 from indexer.run_folders import run_folders
 from indexer.schema import ModelIdentity, is_point_id
@@ -556,6 +557,7 @@ class ImageSearch(CollectionClient):
             "points": details.points,
             "indexed_vectors": details.indexed_vectors,
             "disk_bytes": details.disk_bytes,
+            "precision": describe_precisions(self.store) if details.model else None,
         }
         extra = {key: value for key, value in details.extra.items() if key not in base}
         return InfoBody.model_validate(base | extra)
