@@ -14,6 +14,14 @@ from PIL import Image
 from torchvision.transforms import Compose, Normalize
 
 from indexer.access import AccessPolicy
+from indexer.batch_calibration import (
+    CALIBRATE_FROM,
+    CUDA_BATCH,
+    UNCALIBRATED_BATCH,
+    BatchCalibration,
+    machine_key,
+    measure_best_batch,
+)
 from indexer.config import ModelSettings
 from indexer.cpu import resolve_cpu_precision, text_tower_int8
 from indexer.errors import ModelError, QueryError
@@ -127,6 +135,7 @@ class Embedder:
         trimmed = trimmed_text_encoder(self.model)
         self.text_int8 = self._quantize_text_tower(trimmed is not None)
         self._encode_text = trimmed or self.model.encode_text
+        self._image_batch: int | None = None
         self.image_size = _image_size(model)
         self.dim = _embed_dim(model)
         self.identity = ModelIdentity(
@@ -220,8 +229,12 @@ class Embedder:
             decode_timeout=decode_timeout,
         )
 
-    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
+    def embed_pixels(self, pixels: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
         """Embed uint8 images (N, S, S, 3) made by :meth:`pixel_pipeline`.
+
+        Args:
+            pixels: The images.
+            batch_size: Images per forward pass; None: :meth:`image_batch_size`.
 
         Returns:
             A float32 array of shape (N, dim) with unit rows.
@@ -232,7 +245,8 @@ class Embedder:
         mean = torch.tensor(normalize.mean, dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(normalize.std, dtype=torch.float32).view(1, 3, 1, 1)
         batch = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2)
-        return self._run((batch.float().div_(255.0) - mean) / std, self.model.encode_image)
+        size = batch_size or self.image_batch_size(len(pixels))
+        return self._run((batch.float().div_(255.0) - mean) / std, self.model.encode_image, size)
 
     def preprocess_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Resize, crop and normalise images into a float32 batch (N, 3, S, S)."""
@@ -247,7 +261,7 @@ class Embedder:
         if len(images) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         pixels = images if isinstance(images, torch.Tensor) else self.preprocess_images(images)
-        return self._run(pixels, self.model.encode_image)
+        return self._run(pixels, self.model.encode_image, self.image_batch_size(len(pixels)))
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts.
@@ -262,13 +276,51 @@ class Embedder:
             raise QueryError("empty text query")
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return self._run(self._tokenizer(list(texts)), self._encode_text)
+        size = self.settings.batch_size if isinstance(self.settings.batch_size, int) else 64
+        return self._run(self._tokenizer(list(texts)), self._encode_text, size)
+
+    def image_batch_size(self, count: int) -> int:
+        """The forward batch for ``count`` images: the setting, else the calibrated size.
+
+        With ``batch_size="auto"`` on a CPU, the size is read from the calibration cache, or
+        measured now when ``count`` is large enough to be an index run's batch (a query image
+        never pays for a measurement).
+        """
+        if isinstance(self.settings.batch_size, int):
+            return self.settings.batch_size
+        if self.runtime.device.type != "cpu":
+            return CUDA_BATCH
+        if self._image_batch is not None:
+            return self._image_batch
+        key = (
+            f"{machine_key(torch.get_num_threads())} {self.identity.label} "
+            f"{self.identity.fingerprint} {self.image_size}px {self.image_precision}"
+        )
+        calibration = BatchCalibration()
+        cached = calibration.cached(key)
+        if cached is not None:
+            self._image_batch = cached
+        elif count >= CALIBRATE_FROM:
+            best, rates = measure_best_batch(self._embed_pixel_batch, self.image_size)
+            logger.info(
+                "forward batch %d measured fastest (%s img/s)",
+                best,
+                ", ".join(f"{size}: {rate:.1f}" for size, rate in rates.items()),
+            )
+            calibration.store(key, best, rates)
+            self._image_batch = best
+        return self._image_batch or UNCALIBRATED_BATCH
+
+    def _embed_pixel_batch(self, pixels: np.ndarray) -> np.ndarray:
+        return self.embed_pixels(pixels, batch_size=len(pixels))
 
     def _run(
-        self, inputs: torch.Tensor, encode: Callable[[torch.Tensor], torch.Tensor]
+        self,
+        inputs: torch.Tensor,
+        encode: Callable[[torch.Tensor], torch.Tensor],
+        size: int,
     ) -> np.ndarray:
         chunks = []
-        size = self.settings.batch_size
         with torch.inference_mode():
             for start in range(0, len(inputs), size):
                 batch = inputs[start : start + size].to(self.runtime.device)

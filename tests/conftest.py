@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 # Tests never touch the network: pretrained tags must fail at once, not after retries.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# What anyshot caches (batch calibrations, exported text towers) goes to a folder of this run.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="anyshot-test-cache-")
 
 import pytest
 from PIL import Image
