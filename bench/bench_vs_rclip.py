@@ -79,6 +79,7 @@ CONTEXT_LENGTH = 77
 SEED = 0
 PREPARED_MARKER = "prepared.json"
 SAMPLE_SECONDS = 0.5
+WARM_UP_IMAGES = 128  # enough for anyshot's index batches to reach 64, where it calibrates
 
 
 @dataclass(frozen=True)
@@ -342,6 +343,7 @@ class Measured:
     tree_pss: float  # the peak of the tree's summed PSS, sampled
     stdout: str
     stderr: str
+    own_seconds: float | None = None  # what anyshot's --json report says its run took
 
 
 def process_tree(root: int) -> list[int]:
@@ -409,6 +411,7 @@ def run_measured(
 
 
 def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a measured process: offline, without the export's PYTHONPATH."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", **extra)
     env.pop("PYTHONPATH", None)
     return env
@@ -449,8 +452,13 @@ class Bench:
         self.anyshot = Path(sys.executable).parent / "anyshot"
         self.runs_dir = work / "runs"
         self.runs_dir.mkdir(parents=True, exist_ok=True)
-
+        # anyshot's caches (the forward batch measured per machine, model and precision) live
+        # here, not in the user's ~/.cache: runs do not depend on what ran before the bench
+        self.cache = work / "xdg-cache"
         self.images = len(list(photos.iterdir()))
+
+    def anyshot_env(self, **extra: str) -> dict[str, str]:
+        return child_env(XDG_CACHE_HOME=str(self.cache), **extra)
 
     def index_location(self, config: Config) -> Path:
         return self.runs_dir / f"{config.name}-{self.images}"
@@ -464,47 +472,93 @@ class Bench:
 
     def index(self, config: Config) -> Measured:
         """One indexing run of ``config`` into a fresh index (kept for the query part)."""
-        location = self.index_location(config)
         self.complete_marker(config).unlink(missing_ok=True)
+        result = self.index_into(config, self.photos, self.index_location(config))
+        self.complete_marker(config).touch()
+        return result
+
+    def index_into(self, config: Config, photos: Path, location: Path) -> Measured:
+        """Index ``photos`` with ``config`` into a fresh index at ``location``; check the count."""
         if config.tool == "rclip":
             assert self.rclip is not None
             datadir = rclip_datadir(self.models["rclip"], location)
             env = child_env(RCLIP_DATADIR=str(datadir))
             command = [str(self.rclip), "-f", "-t", "1", "a photo"]
-            result = run_measured(command, cwd=self.photos, env=env)
+            result = run_measured(command, cwd=photos, env=env)
             if result.code != 0:
-                sys.exit(failed(f"rclip indexing of {self.photos}", result))
-            count = rclip_indexed(datadir, self.photos)
+                sys.exit(failed(f"rclip indexing of {photos}", result))
+            count = rclip_indexed(datadir, photos)
         else:
             shutil.rmtree(location, ignore_errors=True)
-            env = child_env(ANYSHOT_MODEL__PRECISION=config.precision)
+            env = self.anyshot_env(ANYSHOT_MODEL__PRECISION=config.precision)
             model = self.models[config.architecture]
-            command = [str(self.anyshot), "index", str(self.photos), "--model", model]
+            command = [str(self.anyshot), "index", str(photos), "--model", model]
             result = run_measured([*command, "--store", str(location), "--json"], env=env)
             if result.code != 0:
                 sys.exit(failed(f"anyshot index ({config.name})", result))
-            count = json.loads(last_line(result.stdout))["indexed"]
-        if count != self.images:
-            sys.exit(f"{config.name} indexed {count} of {self.images} images")
-        self.complete_marker(config).touch()
+            report = json.loads(last_line(result.stdout))
+            count, result.own_seconds = report["indexed"], report["seconds"]
+        expected = len(list(photos.iterdir()))
+        if count != expected:
+            sys.exit(f"{config.name} indexed {count} of {expected} images")
         return result
+
+    def warm_up(self, configs: list[Config], photos: Path) -> None:
+        """An untimed anyshot run per configuration, once: it measures and caches the forward
+        batch (a one-off cost of a machine's first index run with a model and precision)."""
+        for config in configs:
+            marker = self.cache / f"warmed-{config.name}"
+            if config.tool != "anyshot" or marker.exists():
+                continue
+            print(f"  warm-up (untimed): {config.name} on {photos.name}", flush=True)
+            self.index_into(config, photos, self.runs_dir / f"warm-up-{config.name}")
+            shutil.rmtree(self.runs_dir / f"warm-up-{config.name}", ignore_errors=True)
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+
+    def calibrated_batches(self) -> list[list[str]]:
+        """Rows (model and precision, batch, images/s per candidate) from anyshot's cache."""
+        try:
+            data = json.loads((self.cache / "anyshot" / "batch-sizes.json").read_text())
+        except (OSError, ValueError):
+            return []
+        rows = []
+        for key, entry in data.items():
+            words = key.rpartition("] ")[2].split()  # the CPU part of the key dropped
+            what = " ".join(
+                Path(word.partition(":")[2]).name if word.startswith("local-dir:") else word
+                for word in words
+                if not (len(word) == 16 and all(c in "0123456789abcdef" for c in word))
+            )
+            rates = ", ".join(f"{b}: {r}" for b, r in entry.get("images_per_second", {}).items())
+            rows.append([what, str(entry.get("batch")), rates])
+        return rows
 
     def anyshot_precision(self, config: Config) -> str:
         """The precision the store records (``anyshot info --json``)."""
         command = [str(self.anyshot), "info", "--store", str(self.index_location(config)), "--json"]
         result = subprocess.run(
-            command, capture_output=True, text=True, env=child_env(), check=False
+            command, capture_output=True, text=True, env=self.anyshot_env(), check=False
         )
         if result.returncode != 0:
             return "?"
         return str(json.loads(last_line(result.stdout)).get("precision") or "?")
 
 
-def bench_indexing(bench: Bench, configs: list[Config], repeats: int) -> None:
+def bench_indexing(bench: Bench, configs: list[Config], repeats: int, warm_up: Path | None) -> None:
     images = bench.images
     runs = {config.name: Runs(config) for config in configs}
     rows = []
     print(f"\nindexing: {load()}", flush=True)
+    if warm_up is not None:
+        bench.warm_up(configs, warm_up)
+        calibrated = bench.calibrated_batches()
+        if calibrated:
+            print_table(
+                "Forward batch anyshot measured (model, image size, precision; untimed warm-up)",
+                ["model", "batch", "images/s at each candidate batch"],
+                calibrated,
+            )
     for repeat in range(repeats):
         shift = repeat % len(configs)
         for config in configs[shift:] + configs[:shift]:
@@ -515,14 +569,15 @@ def bench_indexing(bench: Bench, configs: list[Config], repeats: int) -> None:
                 entry.precision = bench.anyshot_precision(config)
             rows.append(
                 [repeat + 1, config.name, f"{result.wall:.2f}", f"{images / result.wall:.2f}",
+                 "" if result.own_seconds is None else f"{result.own_seconds:.2f}",
                  f"{result.max_rss:.0f}", f"{result.tree_pss:.0f}"]
             )  # fmt: skip
             print(f"  {config.name} repeat {repeat + 1}: {result.wall:.1f} s, {load()}", flush=True)
     print_table(
         f"Indexing runs, {images} JPEGs (1600x1200), each a new process into a fresh index, "
         "in the order run",
-        ["repeat", "config", "wall s", "images/s", "peak RSS MiB (largest process)",
-         "peak PSS MiB (process tree)"],
+        ["repeat", "config", "wall s", "images/s", "anyshot's own s",
+         "peak RSS MiB (largest process)", "peak PSS MiB (process tree)"],
         rows,
     )  # fmt: skip
     summary_table(runs, images, repeats)
@@ -594,7 +649,7 @@ def bench_queries(bench: Bench, query_config: Config, count: int, with_rclip: bo
                     "10",
                     "--json",
                 ]
-                result = run_measured(command, env=child_env())
+                result = run_measured(command, env=bench.anyshot_env())
                 hits = len(result.stdout.strip().splitlines())
             else:
                 assert bench.rclip is not None
@@ -664,6 +719,11 @@ def main() -> None:
     parser.add_argument("--skip-rclip", action="store_true", help="leave rclip out")
     parser.add_argument("--skip-indexing", action="store_true", help="only the query part")
     parser.add_argument("--skip-queries", action="store_true", help="only the indexing part")
+    parser.add_argument(
+        "--no-warm-up",
+        action="store_true",
+        help="no untimed first anyshot run per configuration (its batch calibration is then timed)",
+    )
     parser.add_argument("--queries", type=int, default=20, help="cold queries per tool")
     parser.add_argument(
         "--query-config",
@@ -697,7 +757,8 @@ def main() -> None:
     photos = ensure_photos(data, args.images)
     bench = Bench(photos, work, models, rclip)
     if not args.skip_indexing and configs:
-        bench_indexing(bench, configs, args.repeats)
+        warm_up = None if args.no_warm_up else ensure_photos(data, WARM_UP_IMAGES)
+        bench_indexing(bench, configs, args.repeats, warm_up)
     if not args.skip_queries:
         bench_queries(bench, args.query_config[0], args.queries, with_rclip)
     print(f"\nmachine at the end: {machine()}")
