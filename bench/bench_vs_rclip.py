@@ -43,8 +43,13 @@ environment) and put on the export process's ``PYTHONPATH`` only.
 
     python bench/bench_vs_rclip.py [--images 300] [--repeats 3] [--configs rclip,256-int8,...]
                                    [--skip-rclip] [--skip-indexing] [--skip-queries]
-                                   [--queries 20] [--query-config b32-auto] [--data DIR]
-                                   [--rclip-venv DIR]
+                                   [--no-warm-up] [--queries 20] [--query-config b32-auto]
+                                   [--data DIR] [--rclip-venv DIR]
+
+Before the timed runs, each anyshot configuration runs once untimed on 128 photos: that first
+run measures and caches anyshot's forward batch for the model and precision (in
+``DATA/vs-rclip/xdg-cache``, the bench's own ``XDG_CACHE_HOME``), a one-off cost that is not
+the indexing rate. ``--no-warm-up`` times it instead.
 
 This process stays small (no torch): a child inherits its parent's peak RSS through fork and
 exec, so the models are prepared in a child process and only numbers come back.
@@ -709,7 +714,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     data_default = Path(tempfile.gettempdir()) / "anyshot-bench"
     parser.add_argument("--images", type=int, default=300, help="photos to index (default 300)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each configuration")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs of each configuration (default 3)"
+    )
     parser.add_argument(
         "--configs",
         type=parse_configs,
@@ -724,14 +731,21 @@ def main() -> None:
         action="store_true",
         help="no untimed first anyshot run per configuration (its batch calibration is then timed)",
     )
-    parser.add_argument("--queries", type=int, default=20, help="cold queries per tool")
+    parser.add_argument(
+        "--queries", type=int, default=20, help="cold queries per tool (default 20)"
+    )
     parser.add_argument(
         "--query-config",
         type=parse_configs,
         default=[CONFIGS["b32-auto"]],
         help="the anyshot configuration whose index the queries search (default b32-auto)",
     )
-    parser.add_argument("--data", type=Path, default=data_default, help="cache and work folder")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=data_default,
+        help="cache and work folder (default $TMPDIR/anyshot-bench)",
+    )
     parser.add_argument("--rclip-venv", type=Path, help="rclip's venv (default DATA/rclip-venv)")
     parser.add_argument("--prepare-models", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
