@@ -3,6 +3,7 @@
 Run from the repository root (2–5 minutes on 2 shared cores)::
 
     HF_HUB_OFFLINE=1 python bench/eval_search.py [--model anyshot-tiny] [--n 3000]
+                                                 [--precision fp32]
 
 Everything goes through the real search path (:class:`search.engine.SearchEngine` on a Qdrant
 Edge store in a temporary folder, exact search): the test collection is a fresh draw of the
@@ -82,6 +83,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=20_261_130, help="test collection seed")
     p.add_argument("--draws", type=int, default=3, help="draws of concept examples")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--precision", default="fp32", help="fp32, bf16, int8 or auto")
     return p.parse_args()
 
 
@@ -130,7 +132,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     started = time.time()
-    embedder = Embedder(ModelSettings(name=args.model, precision="fp32"))
+    embedder = Embedder(ModelSettings(name=args.model, precision=args.precision))
     specs = synthetic.sample_scenes(args.n, seed=args.seed, split="all")
     pixels = synthetic.render_array(specs, embedder.image_size, workers=2)
     vectors = embedder.embed_pixels(pixels)

@@ -66,7 +66,7 @@ def test_empty_text_is_refused(embedder: Embedder) -> None:
 
 def test_runtime_choice() -> None:
     assert choose_runtime("cpu", "fp32").precision == "fp32"
-    assert choose_runtime("cpu", "auto").precision in {"fp32", "bf16"}
+    assert choose_runtime("cpu", "auto").precision in {"fp32", "bf16", "int8"}
     with pytest.raises(ModelError, match="fp16 is not supported on CPU"):
         choose_runtime("cpu", "fp16")
     if not torch.cuda.is_available():
