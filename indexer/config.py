@@ -23,6 +23,7 @@ DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 
 Device = str
 Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
+TextRuntime = Literal["auto", "torch", "onnx"]
 
 Runner = Literal["auto", "inline", "prefect", "dask"]
 """How an index run runs, everywhere (``anyshot index --runner``, ``ImageSearch.index``, the
@@ -100,6 +101,15 @@ class ModelSettings(BaseModel):
             "Run the text tower's linear layers in int8 on the CPU (text queries ~3x faster, "
             "text vectors within cosine 0.998 of fp32). Empty: int8 exactly when the model's "
             "CPU precision is int8."
+        ),
+    )
+    text_runtime: TextRuntime = Field(
+        "auto",
+        description=(
+            "What runs text queries: 'torch' (the open_clip model), 'onnx' (the text tower "
+            "exported once per model and weights, cached, run by ONNX Runtime without importing "
+            "torch; exported first if missing) or 'auto' (ONNX when an export for the model is "
+            "cached and the model runs on the CPU, else torch)."
         ),
     )
 
