@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from indexer.errors import ConfigError
@@ -521,7 +521,29 @@ def build_settings(
         model: Model name; marks the model as chosen explicitly.
         pretrained: Pretrained tag or checkpoint file.
         **index: Fields of :class:`IndexSettings`.
+
+    Raises:
+        ConfigError: A variable or value that the settings do not take (one line).
     """
+    try:
+        return _build_settings(store, model, pretrained, index)
+    except ValidationError as exc:
+        raise ConfigError(describe_settings_error(exc)) from exc
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """One line on the first bad setting: its variable, what it takes and what it got."""
+    first = exc.errors()[0]
+    variable = "ANYSHOT_" + "__".join(str(part) for part in first.get("loc", ())).upper()
+    got = first.get("input")
+    shown = f" (got {got!r})" if isinstance(got, str | int | float) else ""
+    more = f"; and {len(exc.errors()) - 1} more" if len(exc.errors()) > 1 else ""
+    return f"{variable}: {first.get('msg', 'invalid value')}{shown}{more}"
+
+
+def _build_settings(
+    store: str | None, model: str | None, pretrained: str | None, index: dict[str, Any]
+) -> Settings:
     settings = Settings()
     if store is not None:
         settings.store = settings.store.model_copy(update={"location": store})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -17,7 +18,7 @@ os.environ.setdefault(
     "HF_HOME",
     os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface"),
 )
-os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="anyshot-test-cache-")
+os.environ["XDG_CACHE_HOME"] = TEST_CACHE = tempfile.mkdtemp(prefix="anyshot-test-cache-")
 
 import pytest
 from PIL import Image
@@ -25,6 +26,12 @@ from shape_collection import write_shape_images
 
 from indexer.config import ModelSettings
 from indexer.shapes import synthetic
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Remove this session's cache of exported text towers."""
+    shutil.rmtree(TEST_CACHE, ignore_errors=True)
+
 
 TINY_CONFIG = {
     "embed_dim": 32,
