@@ -4,7 +4,8 @@ A text query needs the text tower only: :class:`QueryModel` answers texts throug
 export of the collection's model (:mod:`indexer.text_onnx`, no torch) and loads the whole
 model (:class:`~indexer.embed.Embedder`, torch) the first time an image must be embedded.
 It has the face of an ``Embedder`` that the query engine uses: ``identity``, ``image_size``,
-``dim``, ``embed_texts``, ``embed_images``, ``embed_pixels`` and ``model``.
+``dim``, ``embed_texts``, ``embed_images``, ``embed_pixels`` and ``model``, and the model's
+``logit_scale`` (for zero-shot tagging, which then needs no torch either).
 
 Which path answers text queries is ``ModelSettings.text_runtime``: ``torch``; ``onnx``;
 ``auto``: ONNX when an export for the collection's model and weights is cached and the model
@@ -76,6 +77,7 @@ class QueryModel:
         self.identity = ModelIdentity(key.name, key.pretrained, tower.info.dim, key.fingerprint)
         self.dim = tower.info.dim
         self.image_size = tower.info.image_size
+        self.logit_scale = tower.info.logit_scale
         self._load_model = load_model
         self._batch_size = batch_size
         self._model: Embedder | None = None

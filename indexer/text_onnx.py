@@ -101,6 +101,8 @@ class TextTowerInfo:
         dim: The embedding dimension.
         image_size: The model's image side (queries with images need it before they load it).
         context_length: Tokens per text, start and end included.
+        logit_scale: The model's learned temperature, ``exp(logit_scale)`` (zero-shot tagging
+            turns similarities into probabilities with it).
         tokenizer: How texts become tokens (``clip-bpe``: :class:`ClipTokenizer`).
         format: :data:`TEXT_TOWER_FORMAT` of the exporter.
     """
@@ -109,6 +111,7 @@ class TextTowerInfo:
     dim: int
     image_size: int
     context_length: int
+    logit_scale: float = 100.0
     tokenizer: str = TOKENIZER_CLIP_BPE
     format: int = TEXT_TOWER_FORMAT
 

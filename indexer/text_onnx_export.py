@@ -210,7 +210,11 @@ def export_text_tower(
     started = time.perf_counter()
     graph = _TextTowerGraph(fp32_text_model(embedder)).eval()
     info = TextTowerInfo(
-        key=key, dim=embedder.dim, image_size=embedder.image_size, context_length=context_length
+        key=key,
+        dim=embedder.dim,
+        image_size=embedder.image_size,
+        context_length=context_length,
+        logit_scale=_logit_scale(model),
     )
     target = text_tower_path(settings, key)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -230,6 +234,11 @@ def export_text_tower(
         target,
     )
     return target
+
+
+def _logit_scale(model: nn.Module) -> float:
+    scale = getattr(model, "logit_scale", None)
+    return float(scale.detach().float().exp()) if isinstance(scale, torch.Tensor) else 100.0
 
 
 def _export_graph(graph: nn.Module, path: Path) -> None:

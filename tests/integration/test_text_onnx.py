@@ -216,3 +216,18 @@ def test_find_text_tower_ignores_other_models(tiny, towers) -> None:
     _, settings = tiny
     identity = ModelIdentity("anyshot-tiny", None, 128, fingerprint="ffffffffffffffff")
     assert find_text_tower(settings, identity) == (None, None)
+
+
+def test_tagging_through_the_tower_needs_no_model(tiny_store_template, tmp_path) -> None:
+    _, template = tiny_store_template
+    labels = ["a red shape", "a blue shape", "a green shape", "a yellow shape"]
+    cache = tmp_path / "cache"
+    reports, loaded = {}, {}
+    for runtime in ("onnx", "torch", "auto"):  # the first exports the tower
+        store = tmp_path / runtime / "store"
+        shutil.copytree(template, store)
+        with ImageSearch(client_settings(store, cache, text_runtime=runtime)) as client:
+            reports[runtime] = client.tag(labels, top=1)
+            loaded[runtime] = client._embedder is not None
+    assert loaded == {"onnx": True, "torch": True, "auto": False}
+    assert reports["auto"].counts == reports["torch"].counts
