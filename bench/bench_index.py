@@ -195,11 +195,11 @@ def save_tiny(folder: Path) -> str:
     return save_model(folder, open_clip.CLIP(**TINY_CONFIG), TINY_CONFIG, preprocess)
 
 
-def load_embedder(name: str) -> Any:
+def load_embedder(name: str, precision: str = "auto") -> Any:
     from indexer.config import ModelSettings
     from indexer.embed import Embedder
 
-    return Embedder(ModelSettings(name=name))
+    return Embedder(ModelSettings(name=name, precision=precision))
 
 
 # -- timing ------------------------------------------------------------------------------------
@@ -357,7 +357,7 @@ def measure(label: str, images: int, work: Callable[[], Any]) -> tuple[Row, Any]
     return Row(label, "-", images, seconds, cpu), result
 
 
-def bench_e2e(photos: Path, work: Path) -> None:
+def bench_e2e(photos: Path, work: Path, precision: str) -> None:
     """Decode-only, model-only and end-to-end rates on the same photos, with the default model."""
     import torch
 
@@ -365,7 +365,9 @@ def bench_e2e(photos: Path, work: Path) -> None:
     from indexer.prepare import default_workers
 
     settings = IndexSettings()
-    embedder = load_embedder(save_vit_b32(work / "vit-b-32"))
+    model_dir = work / "vit-b-32"
+    name = f"local-dir:{model_dir}" if model_dir.is_dir() else save_vit_b32(model_dir)
+    embedder = load_embedder(name, precision)
     pipeline = embedder.pixel_pipeline(max_pixels=settings.max_image_pixels)
     jobs = list_jobs(photos)
     count, size = len(jobs), settings.batch_size
@@ -387,7 +389,8 @@ def bench_e2e(photos: Path, work: Path) -> None:
     runs = []
     for label, workers in ((f"default ({default_workers()})", None), ("0", 0)):
         run_settings = settings.model_copy(update={"workers": workers})
-        run = index_into_new_store(photos, embedder, work / f"store-e2e-{label}", run_settings)
+        store = work / f"store-e2e-{precision}-{label}"
+        run = index_into_new_store(photos, embedder, store, run_settings)
         cpu = run.cpu_main + run.cpu_workers
         runs.append(
             (Row("end-to-end (index_source)", label, run.report.indexed, run.wall, cpu), run)
@@ -399,8 +402,9 @@ def bench_e2e(photos: Path, work: Path) -> None:
     print_table(
         f"Indexing {count} JPEGs ({PHOTO_SIZE[0]}x{PHOTO_SIZE[1]}, q{PHOTO_QUALITY}, mean "
         f"{np.mean([job.record.size for job in jobs]) / 1024:.0f} KB): ViT-B-32 random weights, "
-        f"{embedder.runtime.precision} on {embedder.runtime.device}, index batch {size}, "
-        f"forward batch {embedder.settings.batch_size}, torch threads {torch.get_num_threads()}",
+        f"{embedder.image_precision} on {embedder.runtime.device}, index batch {size}, "
+        f"forward batch {embedder.image_batch_size(size)}, torch threads "
+        f"{torch.get_num_threads()}",
         ["measurement", "workers", "images", "seconds", "images/s", "x model-only", "CPU s"],
         [
             [r.label, r.workers, r.images, f"{r.seconds:.2f}", f"{r.rate:.1f}",
@@ -583,6 +587,11 @@ def main() -> None:
         default=Path(tempfile.gettempdir()) / "anyshot-bench",
         help="cache folder of generated images",
     )
+    parser.add_argument(
+        "--precisions",
+        default="auto",
+        help="comma-separated precisions of the e2e part (auto, fp32, bf16, int8)",
+    )
     parser.add_argument("--skip-e2e", action="store_true", help="skip the end-to-end part")
     parser.add_argument("--skip-reindex", action="store_true", help="skip the re-index part")
     parser.add_argument("--reindex-child", nargs=3, help=argparse.SUPPRESS)
@@ -597,8 +606,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="anyshot-bench-") as name:
         work = Path(name)
         if photos is not None:
-            bench_e2e(photos, work)
-            print(f"\n{load()}")
+            for precision in args.precisions.split(","):
+                bench_e2e(photos, work, precision)
+                print(f"\n{load()}")
         if tree is not None:
             bench_reindex(tree, args.reindex_files, work)
             print(f"\n{load()}")

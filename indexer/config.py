@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -85,7 +85,13 @@ class ModelSettings(BaseModel):
             "on CUDA. 'int8' runs on the CPU only."
         ),
     )
-    batch_size: int = Field(64, ge=1, le=4096, description="Images per forward pass.")
+    batch_size: Annotated[int, Field(ge=1, le=4096)] | Literal["auto"] = Field(
+        "auto",
+        description=(
+            "Images per forward pass; 'auto': the size measured fastest per image on this "
+            "machine, model and precision (measured once, cached), 256 on CUDA."
+        ),
+    )
     threads: int | None = Field(
         None, ge=1, le=1024, description="torch CPU threads; empty: torch's default."
     )

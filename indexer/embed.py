@@ -14,7 +14,16 @@ from PIL import Image
 from torchvision.transforms import Compose, Normalize
 
 from indexer.access import AccessPolicy
+from indexer.batch_calibration import (
+    CALIBRATE_FROM,
+    CUDA_BATCH,
+    UNCALIBRATED_BATCH,
+    BatchCalibration,
+    machine_key,
+    measure_best_batch,
+)
 from indexer.config import ModelSettings
+from indexer.cpu import resolve_cpu_precision, text_tower_int8
 from indexer.errors import ModelError, QueryError
 from indexer.prepare import PixelPipeline, ResizeCrop
 from indexer.schema import ModelIdentity
@@ -22,7 +31,12 @@ from indexer.weights import ModelSource, resolve_model
 
 logger = logging.getLogger(__name__)
 
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+_DTYPES = {
+    "fp32": torch.float32,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+    "int8": torch.float32,  # int8 weights inside quantized layers; fp32 between them
+}
 
 
 @dataclass(frozen=True)
@@ -38,28 +52,22 @@ class Runtime:
         return _DTYPES[self.precision]
 
 
-def cpu_has_fast_bf16() -> bool:
-    """True when this CPU runs bf16 matrix work natively (AMX or avx512_bf16)."""
-    cpu = getattr(torch, "cpu", None)
-    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(bool(getattr(cpu, probe, lambda: False)()) for probe in probes)
-
-
 def choose_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
     """Pick device and precision.
 
-    ``auto`` precision is bf16 on CPUs with AMX/avx512_bf16 (several times faster than fp32
-    there), bf16 or fp16 on CUDA, fp32 elsewhere (bf16 is emulated, hence slower, without them).
+    ``auto`` precision on a CPU is :func:`indexer.cpu.resolve_cpu_precision`'s: bf16 with
+    AMX/avx512_bf16 (several times faster than fp32 there; emulated, hence slower, without
+    them), int8 on other x86 CPUs with AVX2/VNNI, fp32 elsewhere; on CUDA bf16 or fp16.
 
     Args:
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16``.
+        precision: ``auto``, ``fp32``, ``bf16``, ``fp16`` or ``int8``.
 
     Returns:
         The chosen :class:`Runtime`.
 
     Raises:
-        ModelError: CUDA was asked for but is not available, or fp16 on CPU.
+        ModelError: CUDA was asked for but is not available, fp16 on CPU or int8 on CUDA.
     """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -73,11 +81,13 @@ def choose_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
         if torch_device.type == "cuda":
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         else:
-            precision = "bf16" if cpu_has_fast_bf16() else "fp32"
+            precision = resolve_cpu_precision("auto")
     if precision not in _DTYPES:
-        raise ModelError(f"unknown precision {precision!r}: use auto, fp32, bf16 or fp16")
+        raise ModelError(f"unknown precision {precision!r}: use auto, fp32, bf16, fp16 or int8")
     if precision == "fp16" and torch_device.type == "cpu":
-        raise ModelError("fp16 is not supported on CPU: use bf16 or fp32")
+        raise ModelError("fp16 is not supported on CPU: use bf16, int8 or fp32")
+    if precision == "int8" and torch_device.type != "cpu":
+        raise ModelError("int8 runs on the CPU only: use fp16 or bf16 on CUDA")
     return Runtime(torch_device, precision)
 
 
@@ -121,20 +131,11 @@ class Embedder:
         model.eval()
         self.model = model.to(device=self.runtime.device, dtype=self.runtime.dtype)
         self.preprocess: Callable[[Image.Image], torch.Tensor] = preprocess
+        self.image_int8 = self.runtime.precision == "int8" and self._quantize_image_tower()
         trimmed = trimmed_text_encoder(self.model)
-        self.text_int8 = bool(
-            settings.text_int8
-            and trimmed is not None
-            and torch.device(self.runtime.device).type == "cpu"
-            and self.runtime.precision == "fp32"
-        )
-        if self.text_int8:
-            from indexer.text_int8 import quantize_text_tower
-
-            quantize_text_tower(self.model)
-        elif settings.text_int8:
-            logger.warning("text_int8 needs an open_clip CLIP on the CPU in fp32; not applied")
+        self.text_int8 = self._quantize_text_tower(trimmed is not None)
         self._encode_text = trimmed or self.model.encode_text
+        self._image_batch: int | None = None
         self.image_size = _image_size(model)
         self.dim = _embed_dim(model)
         self.identity = ModelIdentity(
@@ -144,12 +145,50 @@ class Embedder:
             fingerprint=self.source.fingerprint(),
         )
         logger.info(
-            "loaded %s on %s (%s), dim %d",
+            "loaded %s on %s (images %s, texts %s), dim %d",
             self.identity.label,
             self.runtime.device,
-            self.runtime.precision,
+            self.image_precision,
+            self.text_precision,
             self.dim,
         )
+
+    def _quantize_image_tower(self) -> bool:
+        from indexer.int8 import quantize_image_tower
+
+        if quantize_image_tower(self.model):
+            return True
+        logger.warning("%s has no transformer image tower to run in int8", self.source.name)
+        return False
+
+    def _quantize_text_tower(self, trimmable: bool) -> bool:
+        wanted = text_tower_int8(self.settings)
+        if not wanted:
+            return False
+        if not trimmable or self.runtime.precision not in {"fp32", "int8"}:
+            if self.settings.text_int8:  # asked for by name: say why it is not applied
+                logger.warning(
+                    "text_int8 needs an open_clip CLIP on the CPU in fp32 or int8; not applied"
+                )
+            return False
+        from indexer.int8 import quantize_text_tower
+
+        quantize_text_tower(self.model)
+        return True
+
+    @property
+    def image_precision(self) -> str:
+        """What the image tower runs in (and so the stored vectors were made in)."""
+        if self.runtime.precision == "int8" and not self.image_int8:
+            return "fp32"
+        return self.runtime.precision
+
+    @property
+    def text_precision(self) -> str:
+        """What the text tower runs in."""
+        if self.text_int8:
+            return "int8"
+        return "fp32" if self.runtime.precision == "int8" else self.runtime.precision
 
     def pixel_pipeline(
         self,
@@ -190,8 +229,12 @@ class Embedder:
             decode_timeout=decode_timeout,
         )
 
-    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
+    def embed_pixels(self, pixels: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
         """Embed uint8 images (N, S, S, 3) made by :meth:`pixel_pipeline`.
+
+        Args:
+            pixels: The images.
+            batch_size: Images per forward pass; None: :meth:`image_batch_size`.
 
         Returns:
             A float32 array of shape (N, dim) with unit rows.
@@ -202,7 +245,8 @@ class Embedder:
         mean = torch.tensor(normalize.mean, dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(normalize.std, dtype=torch.float32).view(1, 3, 1, 1)
         batch = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2)
-        return self._run((batch.float().div_(255.0) - mean) / std, self.model.encode_image)
+        size = batch_size or self.image_batch_size(len(pixels))
+        return self._run((batch.float().div_(255.0) - mean) / std, self.model.encode_image, size)
 
     def preprocess_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Resize, crop and normalise images into a float32 batch (N, 3, S, S)."""
@@ -217,7 +261,7 @@ class Embedder:
         if len(images) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         pixels = images if isinstance(images, torch.Tensor) else self.preprocess_images(images)
-        return self._run(pixels, self.model.encode_image)
+        return self._run(pixels, self.model.encode_image, self.image_batch_size(len(pixels)))
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts.
@@ -232,13 +276,51 @@ class Embedder:
             raise QueryError("empty text query")
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return self._run(self._tokenizer(list(texts)), self._encode_text)
+        size = self.settings.batch_size if isinstance(self.settings.batch_size, int) else 64
+        return self._run(self._tokenizer(list(texts)), self._encode_text, size)
+
+    def image_batch_size(self, count: int) -> int:
+        """The forward batch for ``count`` images: the setting, else the calibrated size.
+
+        With ``batch_size="auto"`` on a CPU, the size is read from the calibration cache, or
+        measured now when ``count`` is large enough to be an index run's batch (a query image
+        never pays for a measurement).
+        """
+        if isinstance(self.settings.batch_size, int):
+            return self.settings.batch_size
+        if self.runtime.device.type != "cpu":
+            return CUDA_BATCH
+        if self._image_batch is not None:
+            return self._image_batch
+        key = (
+            f"{machine_key(torch.get_num_threads())} {self.identity.label} "
+            f"{self.identity.fingerprint} {self.image_size}px {self.image_precision}"
+        )
+        calibration = BatchCalibration()
+        cached = calibration.cached(key)
+        if cached is not None:
+            self._image_batch = cached
+        elif count >= CALIBRATE_FROM:
+            best, rates = measure_best_batch(self._embed_pixel_batch, self.image_size)
+            logger.info(
+                "forward batch %d measured fastest (%s img/s)",
+                best,
+                ", ".join(f"{size}: {rate:.1f}" for size, rate in rates.items()),
+            )
+            calibration.store(key, best, rates)
+            self._image_batch = best
+        return self._image_batch or UNCALIBRATED_BATCH
+
+    def _embed_pixel_batch(self, pixels: np.ndarray) -> np.ndarray:
+        return self.embed_pixels(pixels, batch_size=len(pixels))
 
     def _run(
-        self, inputs: torch.Tensor, encode: Callable[[torch.Tensor], torch.Tensor]
+        self,
+        inputs: torch.Tensor,
+        encode: Callable[[torch.Tensor], torch.Tensor],
+        size: int,
     ) -> np.ndarray:
         chunks = []
-        size = self.settings.batch_size
         with torch.inference_mode():
             for start in range(0, len(inputs), size):
                 batch = inputs[start : start + size].to(self.runtime.device)

@@ -38,6 +38,7 @@ from indexer.discover import DiscoveryProblem, discover
 from indexer.disk_space import DEFAULT_RESERVE_MB
 from indexer.errors import SourceError
 from indexer.parquet_store import ParquetShardWriter
+from indexer.precision_record import record_precision
 from indexer.prepare import (
     ImageJob,
     PixelPipeline,
@@ -453,6 +454,8 @@ def index_source(
         else None
     )
     jobs = plan.jobs
+    if jobs:
+        record_precision(store, embedder.image_precision)
     done = 0
     if progress:
         progress(0, len(jobs))

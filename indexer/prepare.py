@@ -255,6 +255,25 @@ def split_batches(jobs: Sequence[ImageJob], size: int) -> list[list[ImageJob]]:
     return [list(jobs[i : i + size]) for i in range(0, len(jobs), size)]
 
 
+FIRST_BATCH = 16
+"""Images in the first batch decoding workers hand over (see :func:`ramped_batches`)."""
+
+
+def ramped_batches(jobs: Sequence[ImageJob], size: int) -> list[list[ImageJob]]:
+    """Split jobs into batches of 16, 32, 64, ... up to ``size``, then ``size``.
+
+    The model waits for the first batch while the workers start and decode it; a small first
+    batch starts the model ~0.6 s sooner on 2 cores (128 photos take 0.7 s to decode), and
+    the batches grow before the workers' head start runs out.
+    """
+    batches, start, current = [], 0, min(FIRST_BATCH, size)
+    while start < len(jobs):
+        batches.append(list(jobs[start : start + current]))
+        start += current
+        current = min(current * 2, size)
+    return batches
+
+
 WORKER_START_GRACE = 30.0
 """Seconds allowed beyond the files' deadlines for a worker to start (imports) and reply."""
 
@@ -284,14 +303,15 @@ def prepare_batches(
         prefetch: Batches in flight per worker.
 
     Yields:
-        One :class:`PreparedBatch` per ``batch_size`` jobs, in the order of ``jobs``.
+        Prepared batches in the order of ``jobs``: one per ``batch_size`` jobs, the
+        first ones smaller when workers decode (:func:`ramped_batches`).
     """
-    chunks = split_batches(jobs, batch_size)
     workers = default_workers() if workers is None else workers
-    if workers == 0 or len(chunks) <= 1:
-        for chunk in chunks:
+    if workers == 0 or len(jobs) <= batch_size:
+        for chunk in split_batches(jobs, batch_size):
             yield pipeline.prepare(chunk)
         return
+    chunks = ramped_batches(jobs, batch_size)
     pool = _start_pool(workers)
     try:
         pending: deque[tuple[list[ImageJob], Future[PreparedBatch]]] = deque()

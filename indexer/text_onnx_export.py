@@ -202,13 +202,20 @@ def export_text_tower(
         TextTowerUnsupported: The model or its tokenizer is of a kind not exported.
         OSError: The cache folder cannot be written.
     """
+    import open_clip
+
     key = TextTowerKey.for_identity(embedder.identity, precision)
     model = embedder.model
-    check_exportable(model)
+    if type(model) is not open_clip.CLIP:  # before loading anything again
+        raise TextTowerUnsupported(
+            f"{type(model).__name__}: only open_clip CLIP text towers are exported"
+        )
     context_length = int(model.positional_embedding.shape[0])
     check_tokenizer(embedder._tokenizer, context_length)
     started = time.perf_counter()
-    graph = _TextTowerGraph(fp32_text_model(embedder)).eval()
+    fp32_model = fp32_text_model(embedder)  # a bf16 or int8 tower is loaded again in fp32
+    check_exportable(fp32_model)
+    graph = _TextTowerGraph(fp32_model).eval()
     info = TextTowerInfo(
         key=key,
         dim=embedder.dim,

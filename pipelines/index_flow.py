@@ -67,6 +67,7 @@ from indexer.indexing import (
     write_batch,
 )
 from indexer.parquet_store import ParquetShardWriter
+from indexer.precision_record import record_precision
 from indexer.prepare import ImageJob, PreparedBatch, prepare_batches, split_batches
 from indexer.progress import ProgressCallback
 from indexer.run_folders import run_folders
@@ -260,6 +261,8 @@ def index_images(
         refuse_emptying(plan, source, prune=prune)
         report.unchanged = len(plan.unchanged) + len(plan.kept)
         _log_plan(records, plan)
+        if plan.jobs:
+            record_precision(vector_store, embedder.image_precision)
         batches = (
             _dask_batches(plan, run_settings, folders.parquet_dir)
             if runner == "dask"

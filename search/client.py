@@ -46,6 +46,7 @@ from indexer.config import (
     resolve_runner,
 )
 from indexer.errors import BusyError, ConfigError, QueryError, StoreNotFoundError
+from indexer.precision_record import describe_precisions
 from indexer.progress import ProgressCallback
 from indexer.run_folders import run_folders
 from indexer.schema import ModelIdentity, is_point_id
@@ -234,7 +235,8 @@ class ImageSearch(CollectionClient):
         if tower is None:
             self._text_tower_due = key is not None
             return self.embedder
-        return QueryModel(tower, lambda: self.embedder, batch_size=settings.batch_size)
+        texts_per_pass = settings.batch_size if isinstance(settings.batch_size, int) else 64
+        return QueryModel(tower, lambda: self.embedder, batch_size=texts_per_pass)
 
     def _export_text_tower_now(
         self, settings: ModelSettings, collection: ModelIdentity, key: TextTowerKey | None
@@ -658,6 +660,7 @@ class ImageSearch(CollectionClient):
             "points": details.points,
             "indexed_vectors": details.indexed_vectors,
             "disk_bytes": details.disk_bytes,
+            "precision": describe_precisions(self.store) if details.model else None,
         }
         extra = {key: value for key, value in details.extra.items() if key not in base}
         return InfoBody.model_validate(base | extra)

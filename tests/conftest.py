@@ -11,9 +11,9 @@ from pathlib import Path
 # Tests never touch the network: pretrained tags must fail at once, not after retries.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("DO_NOT_TRACK", "1")
-# Exported text towers (indexer.text_onnx) go to a cache of this test session, not the user's:
-# a tower left by an earlier session would change which text path the tests exercise. The
-# Hugging Face cache stays where it was (it defaults to XDG_CACHE_HOME/huggingface).
+# What anyshot caches (batch calibrations, exported text towers) goes to a folder of this run:
+# a tower left by an earlier run would change which text path the tests exercise. The Hugging
+# Face cache stays where it was (it defaults to XDG_CACHE_HOME/huggingface).
 os.environ.setdefault(
     "HF_HOME",
     os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface"),

@@ -9,6 +9,7 @@ output, the one-line error edge) is in :mod:`search.cli.common`.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
@@ -36,6 +37,10 @@ def main(verbose: int) -> None:
       anyshot search --image ~/Pictures/dog.jpg -k 5 --json
       anyshot serve                  # HTTP API and search page on http://127.0.0.1:8000/
     """
+    # Idle OpenMP threads sleep instead of spinning: beside decoding workers, or any other busy
+    # process, spinning threads slow the model many times over. Read when torch loads; a value
+    # the user set is kept.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(
         level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr

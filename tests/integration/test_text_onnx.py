@@ -94,6 +94,14 @@ def test_a_random_model_matches_too(embedder, tmp_path) -> None:
     assert (tower.info.dim, tower.info.image_size) == (embedder.dim, embedder.image_size)
 
 
+@pytest.mark.parametrize("loaded_as", ["bf16", "int8"])
+def test_a_model_loaded_in_another_precision_exports_its_fp32_weights(tiny, tmp_path, loaded_as):
+    exact, _ = tiny
+    settings = ModelSettings(name="anyshot-tiny", precision=loaded_as, cache_dir=tmp_path)
+    tower = OnnxTextTower(export_text_tower(Embedder(settings), settings, "fp32"))
+    assert cosines(exact.embed_texts(TEXTS), tower.embed_texts(TEXTS)).min() > 0.999
+
+
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_the_same_top_k_on_the_shape_collection(tiny, towers, tiny_store_template, precision):
     from indexer.stores.opening import open_store

@@ -193,3 +193,15 @@ def _alive(pid: int) -> bool:
             return file.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
     except FileNotFoundError:
         return False
+
+
+def test_ramped_batches_start_small_and_keep_every_job_in_order() -> None:
+    from indexer.prepare import ramped_batches
+    from indexer.schema import ImageRecord
+
+    jobs = [ImageJob(ImageRecord(f"/x/{i}.png", 1, 0.0)) for i in range(300)]
+    batches = ramped_batches(jobs, 128)
+    assert [len(b) for b in batches] == [16, 32, 64, 128, 60]
+    assert [job for batch in batches for job in batch] == jobs
+    assert [len(b) for b in ramped_batches(jobs[:20], 8)] == [8, 8, 4]
+    assert ramped_batches([], 128) == []

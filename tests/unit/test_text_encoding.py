@@ -43,7 +43,7 @@ def test_int8_text_tower_keeps_text_vectors_and_rankings() -> None:
     exact = Embedder(ModelSettings(name="anyshot-tiny", precision="fp32"))
     int8 = Embedder(ModelSettings(name="anyshot-tiny", precision="fp32", text_int8=True))
     assert int8.text_int8 and not exact.text_int8
-    from indexer.text_int8 import Int8SelfAttention
+    from indexer.int8 import Int8SelfAttention
 
     modules = list(int8.model.transformer.modules())
     assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in modules)
