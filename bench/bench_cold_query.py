@@ -44,8 +44,8 @@ ANYSHOT = Path(sys.executable).parent / "anyshot"
 
 
 def machine() -> str:
-    """CPU model, the flags that matter here, cores and load average."""
-    from indexer.cpu import cpu_flags
+    """CPU model, the flags that matter here (the machine's own), cores and load average."""
+    from indexer.cpu import FLAGS_OVERRIDE_ENV, _proc_cpu_flags
 
     model = "unknown CPU"
     try:
@@ -55,10 +55,12 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    flags = cpu_flags()
+    flags = _proc_cpu_flags()
     shown = " ".join(f"{flag}{'+' if flag in flags else '-'}" for flag in FLAGS)
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    return f"{model}; {shown}; {os.cpu_count()} cores; load average {load}"
+    override = os.environ.get(FLAGS_OVERRIDE_ENV)
+    told = f"; anyshot told the flags are {override!r} ({FLAGS_OVERRIDE_ENV})" if override else ""
+    return f"{model}; {shown}; {os.cpu_count()} cores; load average {load}{told}"
 
 
 def queries(count: int) -> list[str]:
@@ -143,8 +145,14 @@ def signed_int8_row(fp32_path: Path, cache: Path, exact: np.ndarray, texts: list
     from indexer.text_onnx import OnnxTextTower
 
     target = cache / "signed-int8-comparison.onnx"
+    import logging
+
     started = time.perf_counter()
-    quantize_dynamic(fp32_path, target, weight_type=QuantType.QInt8)
+    logging.disable(logging.WARNING)  # its advice to pre-process is for static quantization
+    try:
+        quantize_dynamic(fp32_path, target, weight_type=QuantType.QInt8)
+    finally:
+        logging.disable(logging.NOTSET)
     seconds = time.perf_counter() - started
     quantized = onnx.load(str(target))  # with the export's metadata, which the tower reads
     del quantized.metadata_props[:]

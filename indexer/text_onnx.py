@@ -146,6 +146,12 @@ def text_tower_path(settings: ModelSettings, key: TextTowerKey) -> Path:
     return text_tower_cache_dir(settings) / key.file_name()
 
 
+def failure_note(path: Path) -> Path:
+    """Where a failed export of ``path`` says why (``NAME.onnx.failed``): a model whose tower
+    cannot be exported is not tried again after every query."""
+    return path.with_name(path.name + ".failed")
+
+
 def text_precision(settings: ModelSettings) -> TextPrecision:
     """The precision of the ONNX text tower: int8 exactly when the CPU text tower runs int8
     (:func:`indexer.cpu.text_tower_int8`), else fp32."""

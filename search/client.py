@@ -280,7 +280,7 @@ class ImageSearch(CollectionClient):
         if embedder is None or embedder.identity.fingerprint is None:
             return None
         from indexer.query_model import onnx_text_wanted
-        from indexer.text_onnx import TextTowerKey, text_precision, text_tower_path
+        from indexer.text_onnx import TextTowerKey, failure_note, text_precision, text_tower_path
 
         settings = embedder.settings
         if not onnx_text_wanted(settings):
@@ -289,6 +289,9 @@ class ImageSearch(CollectionClient):
         target = text_tower_path(settings, key)
         if target.is_file() and not self._text_tower_due:
             return target
+        failed = failure_note(target)
+        if failed.is_file():
+            return None  # tried before and said why; removing the note tries again
         try:
             from indexer.text_onnx_export import export_text_tower
 
@@ -297,10 +300,15 @@ class ImageSearch(CollectionClient):
             if not self._export_warned:
                 self._export_warned = True
                 logger.warning(
-                    "text queries of %s stay on torch: cannot export its text tower: %s",
+                    "text queries of %s stay on torch: cannot export its text tower: %s "
+                    "(not tried again while %s exists)",
                     embedder.identity.label,
                     exc,
+                    failed,
                 )
+            with contextlib.suppress(OSError):
+                failed.parent.mkdir(parents=True, exist_ok=True)
+                failed.write_text(f"{type(exc).__name__}: {exc}\n")
             return None
         self._text_tower_due = False
         return made

@@ -239,3 +239,37 @@ def test_tagging_through_the_tower_needs_no_model(tiny_store_template, tmp_path)
             loaded[runtime] = client._embedder is not None
     assert loaded == {"onnx": True, "torch": True, "auto": False}
     assert reports["auto"].counts == reports["torch"].counts
+
+
+def test_a_failed_export_is_noted_and_not_tried_again(store, tmp_path, caplog) -> None:
+    settings = client_settings(store, tmp_path / "cache")
+    blocker = tmp_path / "cache" / "anyshot"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where the cache folder should be")
+    with ImageSearch(settings) as client:
+        assert client.query("a red circle", k=1).hits  # the search itself is unaffected
+    assert "cannot export its text tower" in caplog.text
+    blocker.unlink()
+    notes = list((tmp_path / "cache").rglob("*.failed"))
+    assert notes == []  # the note could not be written either: the next query tries again
+    with ImageSearch(settings) as client:
+        client.query("a red circle", k=1)
+    assert list((tmp_path / "cache").rglob("*.onnx"))
+
+
+def test_a_noted_failure_is_not_retried(store, tmp_path) -> None:
+    from indexer.text_onnx import failure_note
+
+    settings = client_settings(store, tmp_path / "cache")
+    with ImageSearch(settings) as client:
+        client.embedder  # noqa: B018 - load it, to know its key
+        key = TextTowerKey.for_identity(client.embedder.identity, "fp32")
+        note = failure_note(text_tower_path(settings.model, key))
+        note.parent.mkdir(parents=True)
+        note.write_text("TextTowerUnsupported: ...\n")
+        assert client.export_text_tower() is None
+    assert not text_tower_path(settings.model, key).exists()
+    note.unlink()
+    with ImageSearch(settings) as client:
+        client.embedder  # noqa: B018
+        assert client.export_text_tower() == text_tower_path(settings.model, key)
