@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from indexer.errors import ConfigError
@@ -23,6 +23,7 @@ DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 
 Device = str
 Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
+TextRuntime = Literal["auto", "torch", "onnx"]
 
 Runner = Literal["auto", "inline", "prefect", "dask"]
 """How an index run runs, everywhere (``anyshot index --runner``, ``ImageSearch.index``, the
@@ -106,6 +107,15 @@ class ModelSettings(BaseModel):
             "Run the text tower's linear layers in int8 on the CPU (text queries ~3x faster, "
             "text vectors within cosine 0.998 of fp32). Empty: int8 exactly when the model's "
             "CPU precision is int8."
+        ),
+    )
+    text_runtime: TextRuntime = Field(
+        "auto",
+        description=(
+            "What runs text queries: 'torch' (the open_clip model), 'onnx' (the text tower "
+            "exported once per model and weights, cached, run by ONNX Runtime without importing "
+            "torch; exported first if missing) or 'auto' (ONNX when an export for the model is "
+            "cached and the model runs on the CPU, else torch)."
         ),
     )
 
@@ -517,7 +527,29 @@ def build_settings(
         model: Model name; marks the model as chosen explicitly.
         pretrained: Pretrained tag or checkpoint file.
         **index: Fields of :class:`IndexSettings`.
+
+    Raises:
+        ConfigError: A variable or value that the settings do not take (one line).
     """
+    try:
+        return _build_settings(store, model, pretrained, index)
+    except ValidationError as exc:
+        raise ConfigError(describe_settings_error(exc)) from exc
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """One line on the first bad setting: its variable, what it takes and what it got."""
+    first = exc.errors()[0]
+    variable = "ANYSHOT_" + "__".join(str(part) for part in first.get("loc", ())).upper()
+    got = first.get("input")
+    shown = f" (got {got!r})" if isinstance(got, str | int | float) else ""
+    more = f"; and {len(exc.errors()) - 1} more" if len(exc.errors()) > 1 else ""
+    return f"{variable}: {first.get('msg', 'invalid value')}{shown}{more}"
+
+
+def _build_settings(
+    store: str | None, model: str | None, pretrained: str | None, index: dict[str, Any]
+) -> Settings:
     settings = Settings()
     if store is not None:
         settings.store = settings.store.model_copy(update={"location": store})

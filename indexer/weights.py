@@ -56,7 +56,7 @@ class ModelSource:
     @property
     def tag(self) -> str | None:
         """A short, location-independent label of the weights."""
-        if self.pretrained and _looks_like_path(self.pretrained):
+        if self.pretrained and looks_like_path(self.pretrained):
             return Path(self.pretrained).name
         return self.pretrained
 
@@ -79,11 +79,13 @@ def fingerprint_file(path: Path, *, chunk: int = 1 << 16) -> str:
     return digest.hexdigest()[:16]
 
 
-def _looks_like_path(value: str) -> bool:
+def looks_like_path(value: str) -> bool:
+    """True when a ``pretrained`` value names a file rather than a tag."""
     return value.endswith(WEIGHT_FILE_SUFFIXES) or os.sep in value or value.startswith(".")
 
 
-def _find_weights_in_dir(folder: Path) -> Path | None:
+def find_weights_in_dir(folder: Path) -> Path | None:
+    """The weights file of an open_clip model folder, or None."""
     for name in (
         "open_clip_model.safetensors",
         "open_clip_pytorch_model.bin",
@@ -102,7 +104,7 @@ def _local_dir_source(name: str, folder: Path) -> ModelSource:
         json.loads((folder / "open_clip_config.json").read_text())
     except (OSError, ValueError) as exc:
         raise ModelError(f"{folder / 'open_clip_config.json'}: unreadable config: {exc}") from exc
-    weights = _find_weights_in_dir(folder)
+    weights = find_weights_in_dir(folder)
     if weights is None:
         raise ModelError(f"{folder}: no weights file (open_clip_model.safetensors)")
     return ModelSource(
@@ -161,7 +163,7 @@ def resolve_model(
         if pretrained is None:
             raise ModelError(f"{name} has no pretrained weights: pass --pretrained FILE")
 
-    if _looks_like_path(pretrained) or Path(pretrained).is_file():
+    if looks_like_path(pretrained) or Path(pretrained).is_file():
         weights = Path(pretrained).expanduser().resolve()
         if not weights.is_file():
             hint = (
@@ -272,7 +274,7 @@ def _hf_hub_source(name: str, cache_dir: Path | None, timeout: float) -> ModelSo
     repo_id = name[len(HF_HUB_PREFIX) :].strip("/")
     snapshot = _cached_hub_snapshot(repo_id, cache_dir)
     if snapshot is not None:
-        weights = _find_weights_in_dir(snapshot)
+        weights = find_weights_in_dir(snapshot)
         return ModelSource(
             name=name,
             pretrained=None,
@@ -302,7 +304,7 @@ def _cached_hub_snapshot(repo_id: str, cache_dir: Path | None) -> Path | None:
     if not isinstance(config, str) or not os.path.isfile(config):
         return None
     snapshot = Path(config).parent
-    return snapshot if _find_weights_in_dir(snapshot) is not None else None
+    return snapshot if find_weights_in_dir(snapshot) is not None else None
 
 
 def _tag_advice(arch: str, cfg: dict[str, Any], cache_dir: Path | None) -> str:

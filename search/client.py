@@ -25,6 +25,7 @@ server's through its own bounded reader (:mod:`search.serving.example_images`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -75,9 +76,13 @@ from search.results import DuplicateGroup, Hit, SearchResult, TagReport
 if TYPE_CHECKING:
     from indexer.embed import Embedder
     from indexer.indexing import IndexReport
+    from indexer.query_model import QueryModel
+    from indexer.text_onnx import OnnxTextTower, TextTowerKey
     from indexer.transfer import LoadReport
     from search.engine import SearchEngine
     from search.snapshot_parts import ShardPage
+
+logger = logging.getLogger(__name__)
 
 PREFECT_QUIET_DEFAULTS = {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 """Environment defaults for the Prefect servers anyshot starts: no telemetry (which, offline,
@@ -126,6 +131,9 @@ class ImageSearch(CollectionClient):
         self.store = store if store is not None else open_store(self.settings.store)
         self._embedder = embedder
         self._engine: SearchEngine | None = None
+        self._text_tower_due = False  # the collection's text tower is not exported yet
+        self._text_tower_wanted = False  # ... and a text query ran on the torch model
+        self._export_warned = False
         self._lock = threading.RLock()  # the engine is built once, whatever thread asks first
         self._writing = threading.Lock()  # one collection-wide write (index, tag, load) at a time
         self._examples: ExampleReader = CallerExamples()
@@ -198,12 +206,112 @@ class ImageSearch(CollectionClient):
                 self.store.require_model()  # an empty store says so before a model loads
                 self._engine = SearchEngine(
                     self.store,
-                    self.embedder,
+                    self._query_model(),
                     self.settings.search,
                     knowledge=self.knowledge,
                     online=self._online_descriptions(),
                 )
             return self._engine
+
+    def _query_model(self) -> Embedder | QueryModel:
+        """What queries embed with: the model when it is loaded; else, when text queries go
+        through ONNX (``model.text_runtime``), the collection's exported text tower, with the
+        model loaded on the first image; else the model.
+
+        Raises:
+            ModelError: ``text_runtime`` is ``onnx`` and the tower cannot be exported.
+        """
+        if self._embedder is not None:
+            return self._embedder
+        from indexer.query_model import QueryModel, find_text_tower, onnx_text_wanted
+
+        settings = self.model_settings()
+        if not onnx_text_wanted(settings):
+            return self.embedder
+        collection = self.store.require_model()
+        key, tower = find_text_tower(settings, collection)
+        if tower is None and settings.text_runtime == "onnx":
+            tower = self._export_text_tower_now(settings, collection, key)
+        if tower is None:
+            self._text_tower_due = key is not None
+            return self.embedder
+        texts_per_pass = settings.batch_size if isinstance(settings.batch_size, int) else 64
+        return QueryModel(tower, lambda: self.embedder, batch_size=texts_per_pass)
+
+    def _export_text_tower_now(
+        self, settings: ModelSettings, collection: ModelIdentity, key: TextTowerKey | None
+    ) -> OnnxTextTower:
+        """``text_runtime=onnx`` with no cached tower: export it now, or say why not."""
+        from indexer.errors import ModelError
+        from indexer.text_onnx import load_text_tower
+
+        if key is None:
+            why = (
+                "it has no local weights file to fingerprint"
+                if collection.fingerprint is None
+                else f"the model settings name other weights than {collection.label}'s"
+            )
+            raise ModelError(
+                f"text_runtime is onnx, but {collection.label}'s text tower cannot be exported: "
+                f"{why} (use ANYSHOT_MODEL__TEXT_RUNTIME=auto or torch)"
+            )
+        from indexer.text_onnx_export import export_text_tower
+
+        try:
+            export_text_tower(self.embedder, settings, key.precision)
+            tower = load_text_tower(settings, key, threads=settings.threads)
+        except OSError as exc:
+            raise ModelError(f"cannot write the exported text tower: {exc}") from exc
+        if tower is None:  # pragma: no cover - the export has just written it
+            raise ModelError(f"the exported text tower of {collection.label} is missing")
+        return tower
+
+    def export_text_tower(self) -> Path | None:
+        """Export the loaded model's text tower for ONNX text queries, if it is missing.
+
+        Called after an index run and, for a text query that had to load the model, when the
+        client closes. Never raises: a model that cannot be exported keeps the torch path (a
+        warning says why, once).
+
+        Returns:
+            The cached file (made now or before); None when none was made.
+        """
+        embedder = self._embedder
+        if embedder is None or embedder.identity.fingerprint is None:
+            return None
+        from indexer.query_model import onnx_text_wanted
+        from indexer.text_onnx import TextTowerKey, failure_note, text_precision, text_tower_path
+
+        settings = embedder.settings
+        if not onnx_text_wanted(settings):
+            return None
+        key = TextTowerKey.for_identity(embedder.identity, text_precision(settings))
+        target = text_tower_path(settings, key)
+        if target.is_file() and not self._text_tower_due:
+            return target
+        failed = failure_note(target)
+        if failed.is_file():
+            return None  # tried before and said why; removing the note tries again
+        try:
+            from indexer.text_onnx_export import export_text_tower
+
+            made = export_text_tower(embedder, settings, key.precision)
+        except Exception as exc:  # an export must never fail a search or an index run
+            if not self._export_warned:
+                self._export_warned = True
+                logger.warning(
+                    "text queries of %s stay on torch: cannot export its text tower: %s "
+                    "(not tried again while %s exists)",
+                    embedder.identity.label,
+                    exc,
+                    failed,
+                )
+            with contextlib.suppress(OSError):
+                failed.parent.mkdir(parents=True, exist_ok=True)
+                failed.write_text(f"{type(exc).__name__}: {exc}\n")
+            return None
+        self._text_tower_due = False
+        return made
 
     @property
     def knowledge(self) -> KnowledgeBase | None:
@@ -310,6 +418,7 @@ class ImageSearch(CollectionClient):
                 reserve_free_mb=self.settings.store.reserve_free_mb,
             )
         self._forget_engine()
+        self.export_text_tower()  # the next text query then needs no torch
         return report
 
     def _check_flow_runner(self, runner: Runner, access: AccessPolicy | None) -> None:
@@ -387,6 +496,8 @@ class ImageSearch(CollectionClient):
             expand=request.expand,
             collapse_duplicates=request.collapse_duplicates,
         )
+        if self._text_tower_due and any(part.kind in {"text", "name"} for part in parts):
+            self._text_tower_wanted = True  # exported on close, after the answer is out
         return result if request.explain else SearchResult(result.hits)
 
     def search_vector(self, vector: Sequence[float] | np.ndarray, *, k: int = 10) -> list[Hit]:
@@ -636,7 +747,15 @@ class ImageSearch(CollectionClient):
             return snapshot_parts.load_documents(self.store, content)
 
     def close(self) -> None:
-        """Close the store (if this client opened it), and withdraw ``server.json``."""
+        """Close the store (if this client opened it), and withdraw ``server.json``.
+
+        After a text query that loaded the model because its text tower was not exported
+        yet, the tower is exported first (seconds, once per model), so that the next text
+        query from a new process needs no torch.
+        """
+        if self._text_tower_wanted and not self._serving:
+            self._text_tower_wanted = False
+            self.export_text_tower()
         if self._advertised is not None:
             from indexer.stores.holder import withdraw_server
 

@@ -30,14 +30,13 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
 from indexer.config import SearchSettings
 from indexer.decode import decode_image, load_image
-from indexer.embed import Embedder
 from indexer.errors import ImageDecodeError, ModelMismatchError, QueryError
 from indexer.stores.interface import PayloadFilter, ScoredPoint, VectorStore
 from search.concepts import ConceptRegistry
@@ -45,6 +44,10 @@ from search.domain_words import TINY_MODEL, out_of_domain_warning, unknown_words
 from search.knowledge import KnowledgeBase, KnowledgeEntry, OnlineDescriptions
 from search.query import ExampleInput, ImageInput, QueryPart
 from search.results import Hit, SearchResult
+
+if TYPE_CHECKING:
+    from indexer.embed import Embedder
+    from indexer.query_model import QueryModel
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +89,8 @@ class SearchEngine:
 
     Args:
         store: An open store with a collection in it.
-        embedder: The model that built the collection.
+        embedder: The model that built the collection: loaded (:class:`Embedder`), or its
+            exported text tower with the model loaded on the first image (:class:`QueryModel`).
         settings: Search settings (expansion, duplicates, names); defaults if None.
         knowledge: Names with descriptions, for name queries.
         online: An online description source, consulted after ``knowledge``.
@@ -99,7 +103,7 @@ class SearchEngine:
     def __init__(
         self,
         store: VectorStore,
-        embedder: Embedder,
+        embedder: Embedder | QueryModel,
         settings: SearchSettings | None = None,
         *,
         knowledge: KnowledgeBase | None = None,

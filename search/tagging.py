@@ -114,6 +114,9 @@ def tag_images(
 
 
 def _logit_scale(engine: SearchEngine) -> float:
+    known = getattr(engine.embedder, "logit_scale", None)  # a QueryModel's, from the export
+    if isinstance(known, float):
+        return known
     scale = getattr(engine.embedder.model, "logit_scale", None)
     try:
         return float(scale.detach().exp()) if scale is not None else 100.0

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 # Tests never touch the network: pretrained tags must fail at once, not after retries.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("DO_NOT_TRACK", "1")
-# What anyshot caches (batch calibrations, exported text towers) goes to a folder of this run.
-os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="anyshot-test-cache-")
+# What anyshot caches (batch calibrations, exported text towers) goes to a folder of this run:
+# a tower left by an earlier run would change which text path the tests exercise. The Hugging
+# Face cache stays where it was (it defaults to XDG_CACHE_HOME/huggingface).
+os.environ.setdefault(
+    "HF_HOME",
+    os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface"),
+)
+os.environ["XDG_CACHE_HOME"] = TEST_CACHE = tempfile.mkdtemp(prefix="anyshot-test-cache-")
 
 import pytest
 from PIL import Image
@@ -19,6 +26,12 @@ from shape_collection import write_shape_images
 
 from indexer.config import ModelSettings
 from indexer.shapes import synthetic
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Remove this session's cache of exported text towers."""
+    shutil.rmtree(TEST_CACHE, ignore_errors=True)
+
 
 TINY_CONFIG = {
     "embed_dim": 32,

@@ -120,4 +120,6 @@ def search(
     )
     with open_collection(settings) as client:
         hits = client.answer(request).hits
-    print_hits(hits, as_json=as_json, first_rank=offset + 1)
+        # Printed before the client closes: closing may export the text tower (seconds, once
+        # per model), which the answer need not wait for.
+        print_hits(hits, as_json=as_json, first_rank=offset + 1)
