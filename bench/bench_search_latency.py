@@ -92,6 +92,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--text-int8", action="store_true", help="int8 text tower (ANYSHOT_MODEL__TEXT_INT8)"
     )
+    p.add_argument(
+        "--text-runtime",
+        choices=["torch", "onnx"],
+        default="torch",
+        help="onnx: the exported text tower (what searches use once it is cached), at the "
+        "machine's text precision (int8 where the precision is int8, or with --text-int8)",
+    )
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "anyshot-latency")
     p.add_argument("--json", action="store_true", help="also print the results as JSON")
     return p.parse_args()
@@ -198,6 +205,7 @@ def encode_full_context(embedder, texts: list[str]) -> list[float]:
     """Time open_clip's own ``encode_text`` (all 77 positions), for comparison."""
     import torch
 
+    embedder = getattr(embedder, "embedder", embedder)  # a QueryModel's torch model
     if embedder.text_int8:  # open_clip's encode_text cannot run the quantized tower
         return [float("nan")]
     timings = []
@@ -224,16 +232,29 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()[0]
     rss_start = max_rss_mb()
-    embedder = Embedder(
-        ModelSettings(name=save_vit_b32(args.work / "vit-b-32-random"), text_int8=args.text_int8)
+    settings = ModelSettings(
+        name=save_vit_b32(args.work / "vit-b-32-random"),
+        text_int8=True if args.text_int8 else None,
+        threads=args.threads,
     )
+    embedder = Embedder(settings)
     rss_model = max_rss_mb()
     print(
-        f"model ViT-B-32 (random weights) on {embedder.runtime.device}, "
-        f"{embedder.runtime.precision}{', int8 text tower' if embedder.text_int8 else ''}, "
-        f"{args.threads} threads; RSS {rss_model:.0f} MB "
-        f"({rss_model - rss_start:.0f} MB for torch + model)"
+        f"model ViT-B-32 (random weights) on {embedder.runtime.device}, images "
+        f"{embedder.image_precision}, texts {embedder.text_precision}, {args.threads} threads; "
+        f"RSS {rss_model:.0f} MB ({rss_model - rss_start:.0f} MB for torch + model)"
     )
+    if args.text_runtime == "onnx":
+        from indexer.query_model import QueryModel
+        from indexer.text_onnx import TextTowerKey, load_text_tower, text_precision
+        from indexer.text_onnx_export import export_text_tower
+
+        key = TextTowerKey.for_identity(embedder.identity, text_precision(settings))
+        export_text_tower(embedder, settings, key.precision)
+        tower = load_text_tower(settings, key, threads=args.threads)
+        loaded = embedder
+        embedder = QueryModel(tower, lambda: loaded)
+        print(f"text queries through the ONNX text tower ({key.precision}): {tower.path}")
     rows = []
     for size in args.sizes:
         folder = args.work / f"edge-{size}"
