@@ -133,7 +133,11 @@ class Embedder:
         self.preprocess: Callable[[Image.Image], torch.Tensor] = preprocess
         self.image_int8 = self.runtime.precision == "int8" and self._quantize_image_tower()
         trimmed = trimmed_text_encoder(self.model)
-        self.text_int8 = self._quantize_text_tower(trimmed is not None)
+        # The text tower is quantized on its first text (an index run never needs it).
+        self.text_int8 = self._text_tower_runs_int8(trimmed is not None)
+        self._text_quantized = False
+        self.text_tower_lock = threading.Lock()
+        """Held while the text tower is quantized, and by whoever must see it unchanged."""
         self._encode_text = trimmed or self.model.encode_text
         self._image_batch: int | None = None
         self.image_size = _image_size(model)
@@ -161,7 +165,7 @@ class Embedder:
         logger.warning("%s has no transformer image tower to run in int8", self.source.name)
         return False
 
-    def _quantize_text_tower(self, trimmable: bool) -> bool:
+    def _text_tower_runs_int8(self, trimmable: bool) -> bool:
         wanted = text_tower_int8(self.settings)
         if not wanted:
             return False
@@ -171,10 +175,18 @@ class Embedder:
                     "text_int8 needs an open_clip CLIP on the CPU in fp32 or int8; not applied"
                 )
             return False
-        from indexer.int8 import quantize_text_tower
-
-        quantize_text_tower(self.model)
         return True
+
+    def ready_text_tower(self) -> None:
+        """Quantize the text tower now if it runs in int8 (else done on the first text)."""
+        if not self.text_int8 or self._text_quantized:
+            return
+        with self.text_tower_lock:
+            if not self._text_quantized:
+                from indexer.int8 import quantize_text_tower
+
+                quantize_text_tower(self.model)
+                self._text_quantized = True
 
     @property
     def image_precision(self) -> str:
@@ -276,6 +288,7 @@ class Embedder:
             raise QueryError("empty text query")
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        self.ready_text_tower()
         size = self.settings.batch_size if isinstance(self.settings.batch_size, int) else 64
         return self._run(self._tokenizer(list(texts)), self._encode_text, size)
 

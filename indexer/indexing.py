@@ -459,6 +459,9 @@ def index_source(
     done = 0
     if progress:
         progress(0, len(jobs))
+    # The forward batch is measured (once per machine and model) before decoding workers
+    # start: beside them the timings would be noise.
+    embedder.image_batch_size(min(len(jobs), settings.batch_size))
     pipeline = pixel_pipeline(embedder, settings, access)
     for batch in prepare_batches(
         jobs, pipeline, batch_size=settings.batch_size, workers=settings.workers

@@ -23,7 +23,10 @@ from torch import nn
 def _quantized(layer: nn.Module) -> nn.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao
-        return torch.ao.quantization.quantize_dynamic(layer, {nn.Linear}, dtype=torch.qint8)
+        # In place: no second fp32 copy of the tower while it is converted.
+        return torch.ao.quantization.quantize_dynamic(
+            layer, {nn.Linear}, dtype=torch.qint8, inplace=True
+        )
 
 
 class Int8SelfAttention(nn.Module):

@@ -213,9 +213,6 @@ def export_text_tower(
     context_length = int(model.positional_embedding.shape[0])
     check_tokenizer(embedder._tokenizer, context_length)
     started = time.perf_counter()
-    fp32_model = fp32_text_model(embedder)  # a bf16 or int8 tower is loaded again in fp32
-    check_exportable(fp32_model)
-    graph = _TextTowerGraph(fp32_model).eval()
     info = TextTowerInfo(
         key=key,
         dim=embedder.dim,
@@ -227,7 +224,11 @@ def export_text_tower(
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as scratch:
         exported = Path(scratch) / "fp32.onnx"
-        _export_graph(graph, exported)
+        # The tower must not be quantized (a first text query) while the graph is traced.
+        with embedder.text_tower_lock:
+            fp32_model = fp32_text_model(embedder)  # a bf16 or int8 tower is loaded again
+            check_exportable(fp32_model)
+            _export_graph(_TextTowerGraph(fp32_model).eval(), exported)
         if precision == "int8":
             exported = _quantize(exported, Path(scratch) / "int8.onnx")
         final = Path(scratch) / "final.onnx"

@@ -181,6 +181,7 @@ def finish_task(
 def _local_batches(
     plan: IndexPlan, embedder: Embedder, settings: Settings
 ) -> Iterator[EmbeddedBatch]:
+    embedder.image_batch_size(min(len(plan.jobs), settings.index.batch_size))  # before workers
     pipeline = pixel_pipeline(embedder, settings.index)
     for batch in prepare_batches(
         plan.jobs, pipeline, batch_size=settings.index.batch_size, workers=settings.index.workers

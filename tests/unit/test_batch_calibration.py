@@ -98,3 +98,19 @@ def test_a_damaged_or_unwritable_cache_is_only_a_cache(cache_home, tmp_path) -> 
     (tmp_path / "a-file").write_text("")
     blocked.store("k", 8, {8: 1.0})  # logged, not raised
     assert blocked.cached("k") is None
+
+
+def test_an_index_run_measures_before_its_workers_start(cache_home, tmp_path) -> None:
+    from indexer.config import build_settings
+    from search.client import ImageSearch
+    from tests.shape_collection import write_shape_images
+
+    images = tmp_path / "images"
+    write_shape_images(images, CALIBRATE_FROM + 6)
+    settings = build_settings(store=str(tmp_path / "store"), model="anyshot-tiny", workers=1)
+    settings.model.precision = "fp32"
+    with ImageSearch(settings) as client:
+        assert client.index(images).indexed == CALIBRATE_FROM + 6
+        batch = client.embedder.image_batch_size(1)
+    ((key, entry),) = json.loads(cache_home.read_text()).items()
+    assert "anyshot-tiny" in key and entry["batch"] == batch

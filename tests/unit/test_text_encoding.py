@@ -45,6 +45,9 @@ def test_int8_text_tower_keeps_text_vectors_and_rankings() -> None:
     assert int8.text_int8 and not exact.text_int8
     from indexer.int8 import Int8SelfAttention
 
+    # Quantized on the first text, not at load (an index run never needs the text tower).
+    assert any(type(m) is torch.nn.Linear for m in int8.model.transformer.modules())
+    int8.ready_text_tower()
     modules = list(int8.model.transformer.modules())
     assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in modules)
     assert sum(isinstance(m, Int8SelfAttention) for m in modules) == len(
