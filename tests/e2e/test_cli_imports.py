@@ -10,42 +10,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from fresh_process import run_fresh
 
 HEAVY = {"torch", "open_clip", "prefect", "torchvision"}
-
-RUN_COMMAND = """
-import json, sys
-from search.cli import main
-try:
-    main(sys.argv[1:], prog_name="anyshot")
-except SystemExit as exit:
-    code = exit.code
-else:
-    code = 0
-print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stderr)
-"""
-
-
-def run_fresh(*args: str, cwd: Path | None = None) -> tuple[int, str, str, set[str]]:
-    """Run ``anyshot ARGS`` in a new interpreter; return exit code, stdout, stderr (without
-    the modules line) and the modules it imported."""
-    done = subprocess.run(
-        [sys.executable, "-c", RUN_COMMAND, *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        cwd=cwd,
-    )
-    *lines, last = done.stderr.rstrip("\n").split("\n")
-    outcome = json.loads(last)
-    code = outcome["code"] if isinstance(outcome["code"], int) else 1
-    return code, done.stdout, "\n".join(lines), set(outcome["modules"])
 
 
 @pytest.fixture(scope="module")

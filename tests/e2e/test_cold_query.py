@@ -8,45 +8,13 @@ modules it loaded (the speed itself is measured by bench/bench_cold_query.py, no
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from fresh_process import run_fresh
 
 HEAVY = {"torch", "open_clip", "torchvision", "prefect", "onnx"}
-
-RUN_COMMAND = """
-import json, sys
-from search.cli import main
-try:
-    main(sys.argv[1:], prog_name="anyshot")
-except SystemExit as exit:
-    code = exit.code
-else:
-    code = 0
-print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stderr)
-"""
-
-
-def run_fresh(*args: str, env: dict[str, str]) -> tuple[int, str, str, set[str]]:
-    """``anyshot ARGS`` in a new interpreter: exit code, stdout, stderr, imported modules (and
-    their root packages)."""
-    done = subprocess.run(
-        [sys.executable, "-c", RUN_COMMAND, *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=os.environ | env,
-    )
-    *lines, last = done.stderr.rstrip("\n").split("\n")
-    outcome = json.loads(last)
-    code = outcome["code"] if isinstance(outcome["code"], int) else 1
-    modules = set(outcome["modules"])  # with each package's root, for `HEAVY & modules`
-    return code, done.stdout, "\n".join(lines), modules | {name.split(".")[0] for name in modules}
 
 
 @pytest.fixture(scope="module")
