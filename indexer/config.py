@@ -538,13 +538,26 @@ def build_settings(
 
 
 def describe_settings_error(exc: ValidationError) -> str:
-    """One line on the first bad setting: its variable, what it takes and what it got."""
-    first = exc.errors()[0]
-    variable = "ANYSHOT_" + "__".join(str(part) for part in first.get("loc", ())).upper()
-    got = first.get("input")
+    """One line on the first bad setting: its variable, what it takes and what it got.
+
+    A field that takes one of several kinds (``batch_size``: a number or ``auto``) fails once
+    per kind, under locations tagged with the kind; those are one setting, and what each kind
+    wanted is said together.
+    """
+    errors = exc.errors()
+
+    def field(error: Any) -> tuple[str, ...]:
+        return tuple(str(p) for p in error.get("loc", ()) if str(p).isidentifier())
+
+    first = field(errors[0])
+    same = [error for error in errors if field(error) == first]
+    variable = "ANYSHOT_" + "__".join(first).upper()
+    wanted = " or ".join(dict.fromkeys(str(e.get("msg", "invalid value")) for e in same))
+    got = errors[0].get("input")
     shown = f" (got {got!r})" if isinstance(got, str | int | float) else ""
-    more = f"; and {len(exc.errors()) - 1} more" if len(exc.errors()) > 1 else ""
-    return f"{variable}: {first.get('msg', 'invalid value')}{shown}{more}"
+    others = len({field(error) for error in errors}) - 1
+    more = f"; and {others} more" if others else ""
+    return f"{variable}: {wanted}{shown}{more}"
 
 
 def _build_settings(

@@ -45,3 +45,19 @@ def test_settings_defaults_and_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANYSHOT_INDEX__BATCH_SIZE", "0")
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_a_bad_setting_of_several_kinds_is_one_setting_in_one_line(monkeypatch) -> None:
+    from indexer.config import build_settings
+    from indexer.errors import ConfigError
+
+    monkeypatch.setenv("ANYSHOT_MODEL__BATCH_SIZE", "0")
+    with pytest.raises(ConfigError) as caught:
+        build_settings()
+    assert str(caught.value) == (
+        "ANYSHOT_MODEL__BATCH_SIZE: Input should be greater than or equal to 1 or Input should "
+        "be 'auto' (got '0')"
+    )
+    monkeypatch.setenv("ANYSHOT_MODEL__PRECISION", "int4")
+    with pytest.raises(ConfigError, match=r"PRECISION: .*'int8' \(got 'int4'\); and 1 more$"):
+        build_settings()
