@@ -107,3 +107,24 @@ def test_local_checkpoint_file_resolves_for_an_architecture(tmp_path: Path) -> N
     assert source.open_clip_pretrained == str(checkpoint)
     assert source.tag == "my-weights.safetensors"
     assert source.fingerprint() is not None
+
+
+def test_a_model_loaded_from_a_file_skips_random_init_and_gets_exactly_its_weights(
+    random_model_dir,
+) -> None:
+    import open_clip
+
+    from indexer.embed import weights_load_instead_of_init
+
+    name = f"local-dir:{random_model_dir}"
+    loaded = Embedder(ModelSettings(name=name, precision="fp32")).model.state_dict()
+    reference = open_clip.create_model_and_transforms(name)[0].state_dict()
+    assert loaded.keys() == reference.keys()
+    assert all(torch.equal(loaded[key], reference[key]) for key in reference)
+    # torch.nn.init works again afterwards, an error inside included.
+    normal = torch.nn.init.normal_
+    with pytest.raises(RuntimeError), weights_load_instead_of_init(True):
+        assert torch.nn.init.normal_ is not normal
+        raise RuntimeError("a failed load")
+    assert torch.nn.init.normal_ is normal
+    assert torch.nn.init.normal_(torch.zeros(1000)).std() > 0.5
