@@ -11,7 +11,6 @@ precision. Delete the file to measure again; set ``ANYSHOT_MODEL__BATCH_SIZE`` t
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -21,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.cpu import cpu_flags
+from indexer.config import default_cache_dir
+from indexer.cpu import cpu_flags, cpu_model_name
 
 logger = logging.getLogger(__name__)
 
@@ -44,22 +44,10 @@ CACHE_NAME = "batch-sizes.json"
 RELEVANT_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "avx_vnni")
 
 
-def default_cache_dir() -> Path:
-    """Where anyshot caches what it measured or derived (``$XDG_CACHE_HOME/anyshot``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "anyshot"
-
-
 def machine_key(threads: int) -> str:
     """The CPU (model name and the flags that change kernels) and the thread count."""
-    name = "unknown cpu"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
-                name = line.partition(":")[2].strip()
-                break
     flags = ",".join(flag for flag in RELEVANT_FLAGS if flag in cpu_flags())
-    return f"{name} [{flags}] x{threads}"
+    return f"{cpu_model_name()} [{flags}] x{threads}"
 
 
 class BatchCalibration:

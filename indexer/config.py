@@ -55,6 +55,12 @@ def default_data_dir() -> Path:
     return Path(base) / "anyshot"
 
 
+def default_cache_dir() -> Path:
+    """Where anyshot caches what it measured or derived (``$XDG_CACHE_HOME/anyshot``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "anyshot"
+
+
 class ModelSettings(BaseModel):
     """Which open_clip model embeds images and texts, and how it runs."""
 

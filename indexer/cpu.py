@@ -25,16 +25,27 @@ INT8_KERNEL_FLAGS = frozenset({"avx2", "avx512_vnni", "avx_vnni"})
 
 
 @functools.cache
-def _proc_cpu_flags() -> frozenset[str]:
+def _cpuinfo_fields() -> dict[str, str]:
+    """The first CPU's ``/proc/cpuinfo`` fields (empty where there is none)."""
     try:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
-        return frozenset()
+        return {}
+    fields: dict[str, str] = {}
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() in {"flags", "Features"}:
-            return frozenset(value.split())
-    return frozenset()
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def _proc_cpu_flags() -> frozenset[str]:
+    fields = _cpuinfo_fields()
+    return frozenset((fields.get("flags") or fields.get("Features") or "").split())
+
+
+def cpu_model_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or ``unknown cpu``."""
+    return _cpuinfo_fields().get("model name") or "unknown cpu"
 
 
 def cpu_flags() -> frozenset[str]:

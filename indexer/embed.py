@@ -144,6 +144,7 @@ class Embedder:
         """Held while the text tower is quantized, and by whoever must see it unchanged."""
         self._encode_text = trimmed or self.model.encode_text
         self._image_batch: int | None = None
+        self._calibration_read = False
         self.image_size = _image_size(model)
         self.dim = _embed_dim(model)
         self.identity = ModelIdentity(
@@ -314,10 +315,10 @@ class Embedder:
             f"{self.identity.fingerprint} {self.image_size}px {self.image_precision}"
         )
         calibration = BatchCalibration()
-        cached = calibration.cached(key)
-        if cached is not None:
-            self._image_batch = cached
-        elif count >= CALIBRATE_FROM:
+        if not self._calibration_read:  # read once: query images would read it each time
+            self._calibration_read = True
+            self._image_batch = calibration.cached(key)
+        if self._image_batch is None and count >= CALIBRATE_FROM:
             best, rates = measure_best_batch(self._embed_pixel_batch, self.image_size)
             logger.info(
                 "forward batch %d measured fastest (%s img/s)",

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from indexer.config import default_cache_dir
 from indexer.errors import ModelError, QueryError
 from indexer.schema import ModelIdentity
 from indexer.weights import (
@@ -135,10 +135,8 @@ def text_tower_cache_dir(settings: ModelSettings) -> Path:
     """Where exported text towers are kept: ``CACHE_DIR/anyshot/text-towers`` when the model
     settings name a cache folder, else ``$XDG_CACHE_HOME/anyshot/text-towers`` (``~/.cache``)."""
     if settings.cache_dir is not None:
-        base = Path(settings.cache_dir).expanduser()
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "anyshot" / "text-towers"
+        return Path(settings.cache_dir).expanduser() / "anyshot" / "text-towers"
+    return default_cache_dir() / "text-towers"
 
 
 def text_tower_path(settings: ModelSettings, key: TextTowerKey) -> Path:

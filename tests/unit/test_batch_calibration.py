@@ -14,10 +14,9 @@ from indexer.batch_calibration import (
     CPU_CANDIDATES,
     UNCALIBRATED_BATCH,
     BatchCalibration,
-    default_cache_dir,
     measure_best_batch,
 )
-from indexer.config import ModelSettings
+from indexer.config import ModelSettings, default_cache_dir
 from indexer.embed import Embedder
 
 
