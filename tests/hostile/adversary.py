@@ -3,18 +3,23 @@ a real ``anyshot serve`` on 127.0.0.1, and checks that nothing printed a traceba
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
 import urllib.request
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from PIL import Image
 
 ANYSHOT = str(Path(sys.executable).parent / "anyshot")
 """The console script of the installed package (the very command users run)."""
@@ -147,3 +152,14 @@ def serving(
                 process.kill()
                 process.wait()
         out.close()
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A valid 1×1 PNG whose header is rewritten to declare ``width`` × ``height`` pixels."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1), "red").save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    header = b"IHDR" + struct.pack(">II", width, height) + bytes(data[24:29])
+    data[12:29] = header
+    data[29:33] = struct.pack(">I", zlib.crc32(header))
+    return bytes(data)

@@ -14,9 +14,7 @@ import base64
 import io
 import os
 import shutil
-import struct
 import threading
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from adversary import png_declaring
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -52,17 +51,6 @@ def error_of(reply) -> tuple[int, str]:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-def png_declaring(width: int, height: int) -> bytes:
-    """A valid 1×1 PNG whose header is rewritten to declare ``width`` × ``height`` pixels."""
-    buffer = io.BytesIO()
-    Image.new("RGB", (1, 1), "red").save(buffer, format="PNG")
-    data = bytearray(buffer.getvalue())
-    header = b"IHDR" + struct.pack(">II", width, height) + bytes(data[24:29])
-    data[12:29] = header
-    data[29:33] = struct.pack(">I", zlib.crc32(header))
-    return bytes(data)
 
 
 @dataclass

@@ -13,20 +13,18 @@ import json
 import os
 import shutil
 import socket
-import struct
 import threading
 import time
 import urllib.error
 import urllib.request
 import warnings
-import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import click
 import pytest
-from adversary import assert_no_traceback, free_port, run_anyshot, serving
+from adversary import assert_no_traceback, free_port, png_declaring, run_anyshot, serving
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -54,17 +52,6 @@ def store_copy(tiny_store_template, folder: Path) -> Path:
     with open_store(settings_for(store).store) as opened:
         trust_roots(opened, [os.path.realpath(images)])
     return store
-
-
-def png_declaring(width: int, height: int) -> bytes:
-    """A valid 1×1 PNG whose header is rewritten to declare ``width`` × ``height`` pixels."""
-    buffer = io.BytesIO()
-    Image.new("RGB", (1, 1), "red").save(buffer, format="PNG")
-    data = bytearray(buffer.getvalue())
-    header = b"IHDR" + struct.pack(">II", width, height) + bytes(data[24:29])
-    data[12:29] = header
-    data[29:33] = struct.pack(">I", zlib.crc32(header))
-    return bytes(data)
 
 
 def encoded(image: Image.Image, image_format: str) -> bytes:
