@@ -24,6 +24,7 @@ DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 Device = str
 Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
 TextRuntime = Literal["auto", "torch", "onnx"]
+ImageRuntime = Literal["auto", "torch", "onnx"]
 
 Runner = Literal["auto", "inline", "prefect", "dask"]
 """How an index run runs, everywhere (``anyshot index --runner``, ``ImageSearch.index``, the
@@ -122,6 +123,16 @@ class ModelSettings(BaseModel):
             "exported once per model and weights, cached, run by ONNX Runtime without importing "
             "torch; exported first if missing) or 'auto' (ONNX when an export for the model is "
             "cached and the model runs on the CPU, else torch)."
+        ),
+    )
+    image_runtime: ImageRuntime = Field(
+        "auto",
+        description=(
+            "What embeds images in index runs: 'torch' (the open_clip model), 'onnx' (the image "
+            "tower exported once per model, weights and precision, cached, run by ONNX Runtime "
+            "without importing torch; exported first if missing) or 'auto' (ONNX when the model "
+            "runs on the CPU in int8 or fp32 and an export is cached; an index run on torch "
+            "exports it for the next one). bf16 and fp16 always run on torch."
         ),
     )
 

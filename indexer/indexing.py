@@ -54,6 +54,10 @@ from indexer.trusted_roots import roots_of_records, trust_roots
 
 if TYPE_CHECKING:  # the model (torch) loads only where a run embeds, not with its report
     from indexer.embed import Embedder
+    from indexer.image_onnx import OnnxImageModel
+
+    ImageModel = Embedder | OnnxImageModel
+    """What embeds an index run's images: the model, or its exported image tower."""
 
 logger = logging.getLogger(__name__)
 
@@ -335,7 +339,7 @@ def refuse_emptying(plan: IndexPlan, source: str | Path, *, prune: bool) -> None
     )
 
 
-def embed_batch(embedder: Embedder, batch: PreparedBatch) -> np.ndarray:
+def embed_batch(embedder: ImageModel, batch: PreparedBatch) -> np.ndarray:
     """Embed the decoded images of a prepared batch."""
     return embedder.embed_pixels(batch.pixels)
 
@@ -386,7 +390,7 @@ def finish_index(
 
 
 def pixel_pipeline(
-    embedder: Embedder, settings: IndexSettings, access: AccessPolicy | None = None
+    embedder: ImageModel, settings: IndexSettings, access: AccessPolicy | None = None
 ) -> PixelPipeline:
     """The decoding half of a run: the model's PIL steps, the access policy, the deadlines."""
     return embedder.pixel_pipeline(
@@ -399,7 +403,7 @@ def pixel_pipeline(
 def index_source(
     source: str | Path,
     *,
-    embedder: Embedder,
+    embedder: ImageModel,
     store: VectorStore,
     settings: IndexSettings,
     parquet_dir: Path | None = None,
@@ -414,7 +418,7 @@ def index_source(
 
     Args:
         source: Folder, list file (text or Parquet) or image.
-        embedder: The model.
+        embedder: The model, or its exported image tower (no torch).
         store: The store to keep in step.
         settings: Batch size, workers, hidden files, deadlines, prune.
         parquet_dir: Where each batch's Parquet shard goes; None: no shards.

@@ -28,6 +28,13 @@ from torch.nn import functional
 
 from indexer.clip_tokenizer import ClipTokenizer
 from indexer.errors import ModelError
+from indexer.onnx_export import (
+    OPSET,
+    holds_only_fp32_cpu,
+    load_fp32_copy,
+    quantize_weights,
+    write_with_metadata,
+)
 from indexer.text_onnx import (
     METADATA_KEY,
     TextPrecision,
@@ -41,9 +48,6 @@ if TYPE_CHECKING:
     from indexer.embed import Embedder
 
 logger = logging.getLogger(__name__)
-
-OPSET = 17
-"""ONNX opset of the export (LayerNormalization is a single op from 17 on)."""
 
 INT8_WEIGHTS = "QUInt8"
 """ONNX Runtime's weight type for int8 towers: unsigned weights kept cosine ≥ 0.9998 to fp32 on
@@ -149,39 +153,14 @@ def check_tokenizer(tokenizer: object, context_length: int) -> None:
         raise TextTowerUnsupported("the model's tokenizer gives other tokens than CLIP's BPE")
 
 
-def _is_fp32_cpu_tower(model: nn.Module) -> bool:
-    """True when the model's text tower is plain float32 on the CPU (exportable as it is)."""
-    parts = [model.token_embedding, model.transformer, model.ln_final]
-    tensors = [*(t for part in parts for t in part.state_dict().values())]
-    if isinstance(model.text_projection, torch.Tensor):
-        tensors.append(model.text_projection)
-    plain = all(
-        isinstance(t, torch.Tensor) and t.dtype == torch.float32 and t.device.type == "cpu"
-        for t in tensors
-    )
-    modules = model.transformer.modules()
-    return plain and not any("quantized" in type(m).__module__ for m in modules)
-
-
 def fp32_text_model(embedder: Embedder) -> nn.Module:
     """The embedder's model when its text tower is float32 on the CPU, else the same weights
     loaded again in float32 (a bf16 or int8 tower would export its rounding)."""
     model = embedder.model
-    if _is_fp32_cpu_tower(model):
-        return model
-    import open_clip
-
-    source = embedder.source
-    cache_dir = embedder.settings.cache_dir
-    try:
-        fresh = open_clip.create_model(
-            source.open_clip_name,
-            pretrained=source.open_clip_pretrained,
-            cache_dir=str(cache_dir) if cache_dir else None,
-        )
-    except Exception as exc:  # open_clip raises RuntimeError, ValueError, OSError, ...
-        raise ModelError(f"cannot load {source.name} again in fp32 to export: {exc}") from exc
-    return fresh.eval()
+    parts = [model.token_embedding, model.transformer, model.ln_final]
+    projection = model.text_projection
+    extra = [projection] if isinstance(projection, torch.Tensor) else []
+    return model if holds_only_fp32_cpu(parts, extra) else load_fp32_copy(embedder)
 
 
 def export_text_tower(
@@ -230,9 +209,9 @@ def export_text_tower(
             check_exportable(fp32_model)
             _export_graph(_TextTowerGraph(fp32_model).eval(), exported)
         if precision == "int8":
-            exported = _quantize(exported, Path(scratch) / "int8.onnx")
+            exported = quantize_weights(exported, Path(scratch) / "int8.onnx", INT8_WEIGHTS)
         final = Path(scratch) / "final.onnx"
-        _write_with_metadata(exported, final, info)
+        write_with_metadata(exported, final, METADATA_KEY, info.to_json())
         os.replace(final, target)
     logger.info(
         "exported the %s text tower of %s in %.1f s: %s",
@@ -264,25 +243,3 @@ def _export_graph(graph: nn.Module, path: Path) -> None:
             opset_version=OPSET,
             dynamo=False,
         )
-
-
-def _quantize(source: Path, target: Path) -> Path:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    # Its advice to pre-process the graph first (for static quantization) is noise here.
-    logging.disable(logging.WARNING)
-    try:
-        quantize_dynamic(source, target, weight_type=getattr(QuantType, INT8_WEIGHTS))
-    finally:
-        logging.disable(logging.NOTSET)
-    return target
-
-
-def _write_with_metadata(source: Path, target: Path, info: TextTowerInfo) -> None:
-    import onnx
-
-    model = onnx.load(str(source))
-    del model.metadata_props[:]
-    entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, info.to_json()
-    onnx.save(model, str(target))

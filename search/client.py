@@ -30,7 +30,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +75,7 @@ from search.results import DuplicateGroup, Hit, SearchResult, TagReport
 
 if TYPE_CHECKING:
     from indexer.embed import Embedder
+    from indexer.image_onnx import ImagePrecision, OnnxImageModel
     from indexer.indexing import IndexReport
     from indexer.query_model import QueryModel
     from indexer.text_onnx import OnnxTextTower, TextTowerKey
@@ -132,6 +133,7 @@ class ImageSearch(CollectionClient):
         self._embedder = embedder
         self._engine: SearchEngine | None = None
         self._text_tower_due = False  # the collection's text tower is not exported yet
+        self._image_tower_due = False  # the cached image tower was unusable
         self._text_tower_wanted = False  # ... and a text query ran on the torch model
         self._export_warned = False
         self._lock = threading.RLock()  # the engine is built once, whatever thread asks first
@@ -280,7 +282,7 @@ class ImageSearch(CollectionClient):
         if embedder is None or embedder.identity.fingerprint is None:
             return None
         from indexer.query_model import onnx_text_wanted
-        from indexer.text_onnx import TextTowerKey, failure_note, text_precision, text_tower_path
+        from indexer.text_onnx import TextTowerKey, text_precision, text_tower_path
 
         settings = embedder.settings
         if not onnx_text_wanted(settings):
@@ -289,20 +291,67 @@ class ImageSearch(CollectionClient):
         target = text_tower_path(settings, key)
         if target.is_file() and not self._text_tower_due:
             return target
-        failed = failure_note(target)
-        if failed.is_file():
-            return None  # tried before and said why; removing the note tries again
-        try:
+
+        def export() -> Path:
             from indexer.text_onnx_export import export_text_tower
 
-            made = export_text_tower(embedder, settings, key.precision)
+            return export_text_tower(embedder, settings, key.precision)
+
+        made = self._export_once(target, export, "text queries", embedder.identity)
+        if made is not None:
+            self._text_tower_due = False
+        return made
+
+    def export_image_tower(self) -> Path | None:
+        """Export the loaded model's image tower for index runs without torch, if it is
+        missing and the model's images would run on ONNX (``model.image_runtime``: a CPU
+        model in int8 or fp32). Called after an index run on torch; never raises.
+
+        Returns:
+            The cached file (made now or before); None when none was made.
+        """
+        embedder = self._embedder
+        if embedder is None or embedder.identity.fingerprint is None:
+            return None
+        from indexer.image_onnx import image_tower_key, image_tower_path, onnx_image_precision
+
+        settings = embedder.settings
+        precision = onnx_image_precision(settings)
+        if precision is None:
+            return None
+        target = image_tower_path(settings, image_tower_key(settings, precision))
+        if target.is_file() and not self._image_tower_due:
+            return target
+
+        def export() -> Path:
+            from indexer.image_onnx_export import export_image_tower
+
+            return export_image_tower(embedder, settings, precision)
+
+        made = self._export_once(target, export, "index runs", embedder.identity)
+        if made is not None:
+            self._image_tower_due = False
+        return made
+
+    def _export_once(
+        self, target: Path, export: Callable[[], Path], what: str, identity: ModelIdentity
+    ) -> Path | None:
+        """Run an export unless one failed before (a ``.failed`` note beside ``target`` says
+        why; removing it tries again); a failure is logged once and noted, never raised."""
+        from indexer.text_onnx import failure_note
+
+        failed = failure_note(target)
+        if failed.is_file():
+            return None
+        try:
+            return export()
         except Exception as exc:  # an export must never fail a search or an index run
             if not self._export_warned:
                 self._export_warned = True
                 logger.warning(
-                    "text queries of %s stay on torch: cannot export its text tower: %s "
-                    "(not tried again while %s exists)",
-                    embedder.identity.label,
+                    "%s of %s stay on torch: cannot export: %s (not tried again while %s exists)",
+                    what,
+                    identity.label,
                     exc,
                     failed,
                 )
@@ -310,8 +359,6 @@ class ImageSearch(CollectionClient):
                 failed.parent.mkdir(parents=True, exist_ok=True)
                 failed.write_text(f"{type(exc).__name__}: {exc}\n")
             return None
-        self._text_tower_due = False
-        return made
 
     @property
     def knowledge(self) -> KnowledgeBase | None:
@@ -408,7 +455,7 @@ class ImageSearch(CollectionClient):
         with self._exclusive("an index run", wait=True):
             report = index_source(
                 source,
-                embedder=self.embedder,
+                embedder=self._index_model(),
                 store=self.store,
                 settings=self.settings.index,
                 parquet_dir=self.parquet_dir(),
@@ -418,8 +465,50 @@ class ImageSearch(CollectionClient):
                 reserve_free_mb=self.settings.store.reserve_free_mb,
             )
         self._forget_engine()
-        self.export_text_tower()  # the next text query then needs no torch
+        # The next run and the next text query then need no torch.
+        self.export_text_tower()
+        self.export_image_tower()
         return report
+
+    def _index_model(self) -> Embedder | OnnxImageModel:
+        """What an inline index run embeds images with: the model when it is loaded; else,
+        when images run on ONNX (``model.image_runtime``), the cached export of the image
+        tower; else the model (whose image tower is exported after the run)."""
+        settings = self.model_settings()
+        if self._embedder is not None and settings.image_runtime != "onnx":
+            return self._embedder
+        from indexer.image_onnx import find_image_tower, onnx_image_precision
+
+        precision = onnx_image_precision(settings)
+        if precision is None:
+            if settings.image_runtime == "onnx":
+                raise ConfigError(
+                    "image_runtime is onnx, but this model runs on CUDA or in bf16/fp16: "
+                    "ONNX image towers run fp32 or int8 on the CPU"
+                )
+            return self.embedder
+        tower = find_image_tower(settings, precision)
+        if tower is None and settings.image_runtime == "onnx":
+            made = self._export_image_tower_now(settings, precision)
+            tower = find_image_tower(settings, precision) if made else None
+        if tower is None:
+            self._image_tower_due = True
+            return self.embedder
+        return tower
+
+    def _export_image_tower_now(self, settings: ModelSettings, precision: ImagePrecision) -> Path:
+        """``image_runtime=onnx`` with no usable cached tower: export it now, or say why not.
+
+        Raises:
+            ModelError: The tower cannot be exported.
+        """
+        from indexer.errors import ModelError
+        from indexer.image_onnx_export import export_image_tower
+
+        try:
+            return export_image_tower(self.embedder, settings, precision)
+        except OSError as exc:
+            raise ModelError(f"cannot write the exported image tower: {exc}") from exc
 
     def _check_flow_runner(self, runner: Runner, access: AccessPolicy | None) -> None:
         if access is not None and access != AccessPolicy.for_index(self.settings.index):
