@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--batches", default="8,16,32,64")
     parser.add_argument("--images", type=int, default=64, help="images per measurement")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--onnx", default="", help="ONNX image towers too: e.g. fp32,int8")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "anyshot-bench")
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # open_clip's notes on random weights
@@ -87,7 +88,16 @@ def main() -> None:
     name = random_model(args.model, args.work)
     precisions = args.precisions.split(",")
     batches = [int(b) for b in args.batches.split(",")]
-    embedders = {p: Embedder(ModelSettings(name=name, precision=p)) for p in precisions}
+    embedders: dict = {p: Embedder(ModelSettings(name=name, precision=p)) for p in precisions}
+    for precision in filter(None, args.onnx.split(",")):
+        from indexer.image_onnx import OnnxImageModel
+        from indexer.image_onnx_export import export_image_tower
+
+        settings = ModelSettings(name=name, precision=precision, cache_dir=args.work / "onnx")
+        tower = OnnxImageModel(
+            export_image_tower(embedders[precisions[0]], settings, precision), settings
+        )
+        embedders[f"onnx-{precision} ({tower.info.key.weight_type})"] = tower
     size = next(iter(embedders.values())).image_size
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (max(args.images, max(batches)), size, size, 3), dtype=np.uint8)
@@ -112,17 +122,21 @@ def main() -> None:
         vectors = embedder.embed_pixels(pixels[:16], batch_size=16)
         cosine = float((vectors * reference).sum(axis=1).min())
         best = max(batches, key=lambda b: rates[precision, b])
-        picked, _ = measure_best_batch(embedder._embed_pixel_batch, size)
-        embedder.embed_texts(QUERIES[:1])
-        started = time.perf_counter()
-        for _ in range(3):
-            for query in QUERIES:
-                embedder.embed_texts([query])
-        text_ms = (time.perf_counter() - started) / (3 * len(QUERIES)) * 1000
+        picked, _ = measure_best_batch(
+            lambda batch, model=embedder: model.embed_pixels(batch, batch_size=len(batch)), size
+        )
+        text_ms, label = "", precision
+        if isinstance(embedder, Embedder):
+            embedder.embed_texts(QUERIES[:1])
+            started = time.perf_counter()
+            for _ in range(3):
+                for query in QUERIES:
+                    embedder.embed_texts([query])
+            text_ms = f"{(time.perf_counter() - started) / (3 * len(QUERIES)) * 1000:.1f}"
+            label = f"{precision} (text {embedder.text_precision})"
         cells = [f"{rates[precision, b]:.1f}" for b in batches]
-        label = f"{precision} (text {embedder.text_precision})"
         print(f"| {label} | {' | '.join(cells)} | {best} | {cosine:.5f} | {picked} | "
-              f"{text_ms:.1f} |")  # fmt: skip
+              f"{text_ms} |")  # fmt: skip
     print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

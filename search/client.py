@@ -297,7 +297,7 @@ class ImageSearch(CollectionClient):
 
             return export_text_tower(embedder, settings, key.precision)
 
-        made = self._export_once(target, export, "text queries", embedder.identity)
+        made = self._export_once(target, export, "text", embedder.identity)
         if made is not None:
             self._text_tower_due = False
         return made
@@ -328,16 +328,17 @@ class ImageSearch(CollectionClient):
 
             return export_image_tower(embedder, settings, precision)
 
-        made = self._export_once(target, export, "index runs", embedder.identity)
+        made = self._export_once(target, export, "image", embedder.identity)
         if made is not None:
             self._image_tower_due = False
         return made
 
     def _export_once(
-        self, target: Path, export: Callable[[], Path], what: str, identity: ModelIdentity
+        self, target: Path, export: Callable[[], Path], tower: str, identity: ModelIdentity
     ) -> Path | None:
-        """Run an export unless one failed before (a ``.failed`` note beside ``target`` says
-        why; removing it tries again); a failure is logged once and noted, never raised."""
+        """Run the export of a ``text`` or ``image`` tower unless one failed before (a
+        ``.failed`` note beside ``target`` says why; removing it tries again); a failure is
+        logged once and noted, never raised."""
         from indexer.text_onnx import failure_note
 
         failed = failure_note(target)
@@ -349,9 +350,11 @@ class ImageSearch(CollectionClient):
             if not self._export_warned:
                 self._export_warned = True
                 logger.warning(
-                    "%s of %s stay on torch: cannot export: %s (not tried again while %s exists)",
-                    what,
+                    "%s of %s stay on torch: cannot export its %s tower: %s "
+                    "(not tried again while %s exists)",
+                    "text queries" if tower == "text" else "index runs",
                     identity.label,
+                    tower,
                     exc,
                     failed,
                 )

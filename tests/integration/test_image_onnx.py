@@ -260,5 +260,5 @@ def test_a_failed_export_is_noted_and_the_run_still_succeeds(images, tmp_path, c
     target.mkdir(parents=True)  # a folder where the file should go: the export cannot land
     with ImageSearch(settings) as client:
         assert client.index(images).indexed == 120
-    assert "index runs of anyshot-tiny stay on torch" in caplog.text
+    assert "index runs of anyshot-tiny stay on torch: cannot export its image tower" in caplog.text
     assert list(cache.rglob("image-towers/*.failed"))
