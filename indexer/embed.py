@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,6 +30,9 @@ from indexer.errors import ModelError, QueryError
 from indexer.prepare import PixelPipeline, ResizeCrop
 from indexer.schema import ModelIdentity
 from indexer.weights import ModelSource, resolve_model
+
+if TYPE_CHECKING:
+    from indexer.image_onnx import OnnxImageModel
 
 logger = logging.getLogger(__name__)
 
@@ -526,6 +530,7 @@ def _embed_dim(model: torch.nn.Module) -> int:
 
 
 _SHARED: dict[str, Embedder] = {}
+_SHARED_TOWERS: dict[str, OnnxImageModel] = {}
 _SHARED_LOCK = threading.Lock()
 
 
@@ -540,3 +545,23 @@ def shared_embedder(settings: ModelSettings) -> Embedder:
         if key not in _SHARED:
             _SHARED[key] = Embedder(settings)
         return _SHARED[key]
+
+
+def shared_image_model(settings: ModelSettings) -> Embedder | OnnxImageModel:
+    """What a flow's batches embed images with, once per model settings and process: the
+    cached ONNX export of the image tower where images run on ONNX
+    (:func:`indexer.image_onnx.onnx_image_precision`) and an export is cached, as an inline
+    run would use it; else :func:`shared_embedder`. Flows do not export: an inline run does."""
+    from indexer.image_onnx import find_image_tower, onnx_image_precision
+
+    precision = onnx_image_precision(settings)
+    if precision is None:
+        return shared_embedder(settings)
+    key = f"{precision} {settings.model_dump_json()}"
+    with _SHARED_LOCK:
+        if key not in _SHARED_TOWERS:
+            tower = find_image_tower(settings, precision)
+            if tower is not None:
+                _SHARED_TOWERS[key] = tower
+        tower = _SHARED_TOWERS.get(key)
+    return tower if tower is not None else shared_embedder(settings)

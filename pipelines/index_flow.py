@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from prefect import flow, get_run_logger, task
@@ -51,7 +51,7 @@ from indexer.config import (
     resolve_runner,
 )
 from indexer.discover import DiscoveryProblem
-from indexer.embed import Embedder, shared_embedder
+from indexer.embed import shared_image_model
 from indexer.errors import AnyshotError, ConfigError, ModelMismatchError, StoreServedError
 from indexer.indexing import (
     IndexPlan,
@@ -76,6 +76,9 @@ from indexer.skip_report import SkipReport
 from indexer.stores.interface import VectorStore
 from indexer.stores.location import StoreLocation
 from indexer.stores.opening import open_store
+
+if TYPE_CHECKING:
+    from indexer.indexing import ImageModel
 
 _PROGRESS_HOOKS: list[ProgressCallback] = []
 """Progress callbacks of flows run in this process by :func:`run_index_flow`."""
@@ -123,7 +126,7 @@ def plan_task(
 
 
 @task(name="embed", cache_policy=NO_CACHE)
-def embed_task(embedder: Embedder, batch: PreparedBatch) -> np.ndarray:
+def embed_task(embedder: ImageModel, batch: PreparedBatch) -> np.ndarray:
     """Embed one prepared batch in the flow's process."""
     return embed_batch(embedder, batch)
 
@@ -152,7 +155,7 @@ def prepare_embed_task(
         write: Write the batch to ``settings.store`` from the worker (a Qdrant server).
         parquet_dir: Where the worker writes the batch's Parquet shard, if it writes.
     """
-    embedder = shared_embedder(settings.model)
+    embedder = shared_image_model(settings.model)
     batch = pixel_pipeline(embedder, settings.index).prepare(jobs)
     vectors = embed_batch(embedder, batch)
     if write:
@@ -179,7 +182,7 @@ def finish_task(
 
 
 def _local_batches(
-    plan: IndexPlan, embedder: Embedder, settings: Settings
+    plan: IndexPlan, embedder: ImageModel, settings: Settings
 ) -> Iterator[EmbeddedBatch]:
     embedder.image_batch_size(min(len(plan.jobs), settings.index.batch_size))  # before workers
     pipeline = pixel_pipeline(embedder, settings.index)
@@ -251,7 +254,7 @@ def index_images(
                 )
             }
         )
-        embedder = shared_embedder(run_settings.model)
+        embedder = shared_image_model(run_settings.model)
         vector_store.bind_model(embedder.identity)
         records, report.problems = discover_task(source, settings.index)
         skip_report = SkipReport(folders.state_dir) if folders.state_dir else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -44,9 +45,16 @@ def assert_same_points(left: str, right: str) -> None:
         np.testing.assert_allclose(b[point_id][1], vector, atol=1e-5)
 
 
+@pytest.mark.parametrize("image_runtime", ["torch", "onnx"])
 def test_prefect_flow_indexes_like_the_inline_run(
-    prefect_env, image_folder, random_model_name, tmp_path
+    prefect_env, image_folder, random_model_name, tmp_path, monkeypatch, caplog, image_runtime
 ):
+    # onnx: the inline run exports the image tower first (fp32: the export runs nowhere else),
+    # and the flow embeds with the same export
+    caplog.set_level(logging.INFO, logger="indexer.image_onnx")
+    monkeypatch.setenv("ANYSHOT_MODEL__IMAGE_RUNTIME", image_runtime)
+    monkeypatch.setenv("ANYSHOT_MODEL__PRECISION", "fp32")
+    monkeypatch.setenv("ANYSHOT_MODEL__CACHE_DIR", str(tmp_path / "cache"))
     folder = image_folder["red"].parent
     (folder / "broken.jpg").write_text("not an image")
     inline = run_cli(
@@ -80,6 +88,8 @@ def test_prefect_flow_indexes_like_the_inline_run(
     )
     assert_same_points(str(tmp_path / "inline"), str(tmp_path / "flow"))
     assert trusted(str(tmp_path / "flow")) == trusted(str(tmp_path / "inline")) == (str(folder),)
+    through_onnx = caplog.text.count("go through the ONNX export")
+    assert through_onnx == (2 if image_runtime == "onnx" else 0)  # the inline run and the flow
 
     again = run_cli(
         "index", str(folder), "--store", str(tmp_path / "flow"), "--runner", "auto", "--json"
