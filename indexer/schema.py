@@ -23,12 +23,46 @@ DISTANCE = "cosine"
 PAYLOAD_KEYS = ("uri", "size", "mtime", "sha256", "width", "height", "format", "tags")
 """Payload keys of an image point. ``tags`` holds labels added later (zero-shot tagging)."""
 
+METADATA_KEYS = (
+    "taken",
+    "taken_ts",
+    "lat",
+    "lon",
+    "alt",
+    "location",
+    "place",
+    "region",
+    "country",
+    "camera",
+    "lens",
+    "keywords",
+    "title",
+    "description",
+    "meta_version",
+)
+"""Payload keys read from a photo's own metadata (:mod:`indexer.photo_metadata`) and its place
+(:mod:`indexer.places`); each is absent when the file does not say, never zero or empty.
+``taken`` is ISO 8601, ``taken_ts`` the same wall-clock time in seconds as if it were UTC,
+``location`` is ``{"lon", "lat"}`` for geo filters, ``country`` ISO 3166 alpha-2, ``keywords``
+a list. ``meta_version`` marks a payload whose file was read for metadata. Lower-cased twins
+for case-insensitive filters: ``camera_lc``, ``keywords_lc``, ``place_lc`` (place and region
+names)."""
+
+METADATA_FILTER_TWINS = ("camera_lc", "keywords_lc", "place_lc")
+"""Lower-cased copies of metadata keys that filters match (see :data:`METADATA_KEYS`)."""
+
 INDEXED_PAYLOAD_KEYS = {
     "uri": "keyword",
     "format": "keyword",
     "tags": "keyword",
     "mtime": "float",
     "size": "integer",
+    "taken_ts": "float",
+    "country": "keyword",
+    "place_lc": "keyword",
+    "keywords_lc": "keyword",
+    "location": "geo",
+    "meta_version": "integer",
 }
 """Payload keys that get an index, by type, where the backend supports payload indexes."""
 

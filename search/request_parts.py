@@ -73,12 +73,15 @@ def request_parts(
 ) -> list[QueryPart]:
     """The engine's query parts of a request, its example images read through ``reader``.
 
+    Returns:
+        The parts; none for a request of filters alone (a listing).
+
     Raises:
         QueryError: No query or more than one main query; a part that cannot be used.
     """
     mains = [request.text, request.name, request.image, request.image_url, request.id]
     if sum(value is not None for value in mains) > 1 or not (
-        any(value is not None for value in mains) or request.parts
+        any(value is not None for value in mains) or request.parts or request.filters
     ):
         raise QueryError(
             "give exactly one query: a text, an image, a name, or an indexed image's id "
@@ -97,6 +100,8 @@ def request_parts(
         parts.append(QueryPart("id", request.id))
     parts += [body_part(part, reader, target_size) for part in request.parts]
     parts += [QueryPart("text", text, -1.0) for text in request.negatives]
+    if request.negatives and not any(part.weight > 0 for part in parts):
+        raise QueryError("a listing by filters takes no negative texts: give a query too")
     return parts
 
 
