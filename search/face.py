@@ -32,7 +32,7 @@ from indexer.progress import ProgressCallback
 from indexer.schema import uri_path
 from indexer.stores.interface import PayloadFilter
 from search.filters import filter_expressions, parse_filters
-from search.listing import sort_key
+from search.listing import NO_QUERY, sort_key
 from search.messages import (
     ConceptExampleBody,
     ConceptRequest,
@@ -312,10 +312,7 @@ def build_request(
     """
     main = [value for value in (text, image, name, similar_to) if value is not None]
     if len(main) > 1 or not (main or parts or where):
-        raise QueryError(
-            "give exactly one query: a text, an image, a name, or an indexed image's id "
-            "(combine several as parts), or filters alone to list the images that match them"
-        )
+        raise QueryError(NO_QUERY)
     if sort is not None:
         sort_key(sort)  # refused here, in the words of a local client
     check_window(k, offset, collapse_duplicates)

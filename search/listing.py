@@ -19,6 +19,12 @@ from indexer.stores.interface import PayloadFilter, VectorStore
 from search.messages import SearchRequest
 from search.results import Hit, SearchResult
 
+NO_QUERY = (
+    "give exactly one query: a text, an image, a name, or an indexed image's id (combine "
+    "several as parts), or filters alone to list the images that match them"
+)
+"""What a search with neither a query nor a filter is told (or with two main queries)."""
+
 Sort = Literal["taken", "-taken"]
 SORTS: tuple[str, ...] = ("taken", "-taken")
 SORT_KEYS = {"taken": "taken_ts"}
@@ -56,10 +62,7 @@ def list_images(
         QueryError: No filter, or an unknown sort.
     """
     if where.is_empty():
-        raise QueryError(
-            "give a query (a text, an image, a name or an id), or at least one filter to list "
-            "the images that match it"
-        )
+        raise QueryError(NO_QUERY)
     store.require_model()
     if sort is None:
         points = list(itertools.islice(store.scroll(where=where), offset, offset + k))

@@ -18,6 +18,7 @@ from typing import Protocol
 from indexer.errors import ConfigError, ImageDecodeError, QueryError
 from indexer.schema import is_point_id
 from search.face import ImageInput, image_bytes_of
+from search.listing import NO_QUERY
 from search.messages import QueryPartBody, SearchRequest, image_bytes
 from search.query import QueryPart
 
@@ -83,10 +84,7 @@ def request_parts(
     if sum(value is not None for value in mains) > 1 or not (
         any(value is not None for value in mains) or request.parts or request.filters
     ):
-        raise QueryError(
-            "give exactly one query: a text, an image, a name, or an indexed image's id "
-            "(combine several as parts)"
-        )
+        raise QueryError(NO_QUERY)
     parts: list[QueryPart] = []
     if request.text is not None:
         parts.append(QueryPart("text", request.text))
