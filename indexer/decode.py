@@ -15,13 +15,15 @@ import logging
 import re
 import urllib.parse
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from indexer.access import AccessPolicy, fetch_url, read_local_file
 from indexer.errors import ImageDecodeError
+from indexer.photo_metadata import read_photo_metadata
 from indexer.schema import uri_path
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,8 @@ class DecodedImage:
         height: Full-resolution height after EXIF orientation is applied.
         format: Pillow's format name, e.g. ``"JPEG"``, ``"PNG"``.
         sha256: Hex SHA-256 of the file's bytes.
+        metadata: Payload keys from the file's EXIF, XMP and IPTC (date taken, GPS, camera,
+            keywords; :func:`indexer.photo_metadata.read_photo_metadata`), when asked for.
     """
 
     image: Image.Image
@@ -55,6 +59,7 @@ class DecodedImage:
     height: int
     format: str
     sha256: str
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 def read_image_bytes(uri: str, *, access: AccessPolicy | None = None) -> bytes:
@@ -96,6 +101,7 @@ def decode_image(
     uri: str = "<bytes>",
     target_size: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    with_metadata: bool = False,
 ) -> DecodedImage:
     """Decode an image file's bytes to an RGB image.
 
@@ -109,6 +115,8 @@ def decode_image(
             itself (DCT scaling, up to 8x) to no less than this on both sides, which is much
             faster; ``width`` and ``height`` still report the full size.
         max_pixels: Images whose header declares more pixels are refused before decoding.
+        with_metadata: Also read the photo's metadata (``DecodedImage.metadata``); a field
+            that cannot be read is left out, never an error.
 
     Returns:
         The decoded image and its full size, format and SHA-256.
@@ -136,6 +144,7 @@ def decode_image(
             raise ImageDecodeError(uri, f"too large: {width}x{height} pixels (limit {max_pixels})")
         # Camera JPEGs with embedded previews open as "MPO": they are JPEG files to users.
         image_format = _FORMAT_ALIASES.get(image.format or "", image.format or "unknown")
+        metadata = read_photo_metadata(image, uri=uri) if with_metadata else {}
         try:
             if target_size:
                 image.draft("RGB", (target_size, target_size))  # a no-op except for JPEG
@@ -157,7 +166,25 @@ def decode_image(
         height=height,
         format=image_format,
         sha256=hashlib.sha256(data).hexdigest(),
+        metadata=metadata,
     )
+
+
+def read_metadata(data: bytes, *, uri: str = "<bytes>") -> dict[str, Any]:
+    """The photo metadata payload keys of an image file, without decoding its pixels.
+
+    Returns:
+        What :func:`~indexer.photo_metadata.read_photo_metadata` finds; ``{}`` when the file
+        does not open as an image at all.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                return read_photo_metadata(image, uri=uri)
+        except Exception as exc:  # untrusted input: not an image, a bomb, a broken header
+            logger.debug("%s: no metadata: %s", uri, exc)
+            return {}
 
 
 def load_image(

@@ -34,10 +34,13 @@ import numpy as np
 
 from indexer.access import AccessPolicy
 from indexer.config import IndexSettings
+from indexer.decode import read_image_bytes, read_metadata
 from indexer.discover import DiscoveryProblem, discover
 from indexer.disk_space import DEFAULT_RESERVE_MB
-from indexer.errors import SourceError
+from indexer.errors import ImageDecodeError, SourceError
 from indexer.parquet_store import ParquetShardWriter
+from indexer.photo_metadata import METADATA_VERSION
+from indexer.places import add_places
 from indexer.precision_record import record_precision
 from indexer.prepare import (
     ImageJob,
@@ -98,6 +101,9 @@ class IndexPlan:
             a folder or link that could not be read: not removed.
         seen_ids: Ids of every image of the source.
         roots: The folders (real paths) and web origins the run indexes from.
+        stale_metadata: Unchanged images whose payload lacks the photo metadata of this
+            version (:data:`~indexer.photo_metadata.METADATA_VERSION`): stored before
+            metadata was read; :func:`refresh_metadata` adds it without re-embedding.
     """
 
     new: list[ImageRecord] = field(default_factory=list)
@@ -108,6 +114,7 @@ class IndexPlan:
     kept: list[int] = field(default_factory=list)
     seen_ids: set[int] = field(default_factory=set)
     roots: set[str] = field(default_factory=set)
+    stale_metadata: list[ImageRecord] = field(default_factory=list)
 
     @property
     def jobs(self) -> list[ImageJob]:
@@ -197,6 +204,53 @@ class IndexReport:
         }
 
 
+def has_current_metadata(payload: dict[str, Any]) -> bool:
+    """True when a stored payload holds the photo metadata of the current version."""
+    version = payload.get("meta_version")
+    return isinstance(version, int) and version >= METADATA_VERSION
+
+
+def refresh_metadata(
+    store: VectorStore,
+    records: Sequence[ImageRecord],
+    *,
+    access: AccessPolicy | None = None,
+    batch_size: int = 256,
+) -> int:
+    """Add photo metadata (and places) to stored images without re-embedding them.
+
+    Each file is read and its header parsed (its pixels are not decoded); only metadata
+    keys are written, so vectors and the other keys stay as they are. A file that cannot be
+    read now keeps its payload and is tried again by the next run.
+
+    Args:
+        store: The store that holds the images.
+        records: The images (unchanged since they were stored).
+        access: What may be read.
+        batch_size: Images looked up for places at once.
+
+    Returns:
+        How many payloads were updated.
+    """
+    updated = 0
+    for start in range(0, len(records), batch_size):
+        found: list[tuple[ImageRecord, dict[str, Any]]] = []
+        for record in records[start : start + batch_size]:
+            try:
+                data = read_image_bytes(record.uri, access=access)
+            except ImageDecodeError as exc:
+                logger.info("no metadata for %s now: %s", record.uri, exc.reason)
+                continue
+            metadata = read_metadata(data, uri=record.uri)
+            if metadata:
+                found.append((record, metadata))
+        add_places([metadata for _, metadata in found])
+        for record, metadata in found:
+            store.set_payload([record.id], metadata)
+        updated += len(found)
+    return updated
+
+
 def same_mtime(stored: object, record: ImageRecord) -> bool:
     """True when a stored mtime equals the file's, within what the store's floats keep."""
     return isinstance(stored, int | float) and abs(stored - record.mtime) <= MTIME_TOLERANCE
@@ -279,6 +333,8 @@ def plan_index(
                 plan.new.append(record)
             elif payload.get("size") == record.size and same_mtime(payload.get("mtime"), record):
                 plan.unchanged.append(record)
+                if not has_current_metadata(payload):
+                    plan.stale_metadata.append(record)
             else:
                 plan.changed.append(ImageJob(record, payload.get("sha256") or None))
         batch.clear()
@@ -354,14 +410,16 @@ def write_batch(
 
     Files whose content did not change get their new size and mtime without re-embedding.
     """
+    add_places([*batch.payloads, *batch.same_content])
     if batch.records:
         ids = [record.id for record in batch.records]
         if parquet is not None:
             parquet.write(ids, vectors, batch.payloads)
         store.upsert(ids, vectors, batch.payloads)
     for update in batch.same_content:
+        # Its new size and mtime, and the metadata read from it (stored or not before).
         store.set_payload(
-            [ImageRecord(update["uri"]).id], {"size": update["size"], "mtime": update["mtime"]}
+            [ImageRecord(update["uri"]).id], {k: v for k, v in update.items() if k != "uri"}
         )
     for skipped in batch.skipped:
         logger.warning("skipped %s: %s", skipped.uri, skipped.reason)
@@ -478,6 +536,8 @@ def index_source(
         done += len(batch)
         if progress:
             progress(done, len(jobs))
+    if plan.stale_metadata:
+        refresh_metadata(store, plan.stale_metadata, access=access)
     finish_index(store, report, plan, skip_report)
     report.seconds = time.perf_counter() - started
     return report

@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 from indexer.access import AccessPolicy
-from indexer.decode import decode_image, read_image_bytes
+from indexer.decode import decode_image, read_image_bytes, read_metadata
 from indexer.errors import ImageDecodeError
 from indexer.schema import ImagePayload, ImageRecord
 
@@ -159,9 +159,9 @@ class PixelPipeline:
             except Exception as exc:  # a resize of a degenerate image, say: skip, never crash
                 batch.skipped.append(skipped_image(record, f"cannot prepare: {exc}"))
                 continue
-            if prepared is None:
+            if isinstance(prepared, dict):  # the stored content: new size, mtime, metadata
                 batch.same_content.append(
-                    {"uri": record.uri, "size": record.size, "mtime": record.mtime}
+                    {"uri": record.uri, "size": record.size, "mtime": record.mtime, **prepared}
                 )
                 continue
             pixels, payload = prepared
@@ -172,16 +172,21 @@ class PixelPipeline:
             batch.pixels = np.stack(arrays)
         return batch
 
-    def _prepare_one(self, job: ImageJob) -> tuple[np.ndarray, dict[str, Any]] | None:
-        """The pixels and payload of one image; None when its content is the stored one."""
+    def _prepare_one(self, job: ImageJob) -> tuple[np.ndarray, dict[str, Any]] | dict[str, Any]:
+        """The pixels and payload of one image; only its metadata when its content is the
+        stored one."""
         record = job.record
         data = read_image_bytes(record.uri, access=self.access)
         # Only a changed file is hashed before decoding (to skip the decode when its content
         # is the same); decode_image hashes every file it decodes anyway.
         if job.known_sha256 is not None and hashlib.sha256(data).hexdigest() == job.known_sha256:
-            return None
+            return read_metadata(data, uri=record.uri)
         image = decode_image(
-            data, uri=record.uri, target_size=self.target_size, max_pixels=self.max_pixels
+            data,
+            uri=record.uri,
+            target_size=self.target_size,
+            max_pixels=self.max_pixels,
+            with_metadata=True,
         )
         pixels = np.asarray(self.pil_steps(image.image), dtype=np.uint8)
         payload = ImagePayload(
@@ -193,6 +198,7 @@ class PixelPipeline:
             height=image.height,
             format=image.format,
         ).to_dict()
+        payload.update(image.metadata)
         return pixels, payload
 
 

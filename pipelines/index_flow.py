@@ -62,6 +62,7 @@ from indexer.indexing import (
     finish_index,
     pixel_pipeline,
     plan_index,
+    refresh_metadata,
     refuse_emptying,
     source_scope,
     write_batch,
@@ -282,6 +283,12 @@ def index_images(
             else None
         )
         _write_batches(source, batches, vector_store, embedder.identity, parquet, report, plan)
+        if plan.stale_metadata:  # images stored before metadata was read: no re-embedding
+            refresh_metadata(
+                vector_store,
+                plan.stale_metadata,
+                access=AccessPolicy.for_index(settings.index),
+            )
         finish_task(vector_store, report, plan, skip_report)
     report.seconds = time.perf_counter() - started
     _report_run(report)

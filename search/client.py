@@ -51,7 +51,7 @@ from indexer.progress import ProgressCallback
 from indexer.run_folders import run_folders
 from indexer.schema import ModelIdentity, is_point_id
 from indexer.snapshot_documents import MAX_CONCEPTS, MAX_DOCUMENTS_BYTES, snapshot_content
-from indexer.stores.interface import VectorStore
+from indexer.stores.interface import PayloadFilter, VectorStore
 from indexer.stores.location import StoreLocation
 from indexer.stores.opening import open_store
 from indexer.trusted_roots import TRUSTED_ROOTS_DOCUMENT, read_trusted_roots
@@ -61,6 +61,7 @@ from search.duplicates import find_duplicates
 from search.face import CollectionClient, CollectionInfo
 from search.filters import parse_filters
 from search.knowledge import KnowledgeBase, OnlineDescriptions, load_knowledge_base, normalise_name
+from search.listing import is_listing, list_images, sort_hits
 from search.messages import ConceptExampleBody, ConceptRequest, InfoBody, SearchRequest, image_bytes
 from search.request_parts import (
     IMAGE_BYTES_LIMIT,
@@ -576,6 +577,16 @@ class ImageSearch(CollectionClient):
             ModelMismatchError: The collection was built by another model.
             BusyError: A server's reader is at its limit of downloads or decodes.
         """
+        where = parse_filters(request.filters) if request.filters else None
+        if is_listing(request):  # filters alone: no model needed
+            listed = list_images(
+                self.store,
+                where or PayloadFilter(),
+                k=request.k,
+                offset=request.offset,
+                sort=request.sort,
+            )
+            return listed if request.explain else SearchResult(listed.hits)
         reader = examples or self._examples
         engine = self.engine  # an empty store or another model says so before images are read
         parts = request_parts(request, reader, engine.embedder.image_size)
@@ -583,11 +594,13 @@ class ImageSearch(CollectionClient):
             parts,
             k=request.k,
             offset=request.offset,
-            where=parse_filters(request.filters) if request.filters else None,
+            where=where,
             threshold=request.threshold,
             expand=request.expand,
             collapse_duplicates=request.collapse_duplicates,
         )
+        if request.sort is not None:
+            result = SearchResult(sort_hits(result.hits, request.sort), result.explain)
         if self._text_tower_due and any(part.kind in {"text", "name"} for part in parts):
             self._text_tower_wanted = True  # exported on close, after the answer is out
         return result if request.explain else SearchResult(result.hits)

@@ -32,6 +32,7 @@ from indexer.progress import ProgressCallback
 from indexer.schema import uri_path
 from indexer.stores.interface import PayloadFilter
 from search.filters import filter_expressions, parse_filters
+from search.listing import NO_QUERY, sort_key
 from search.messages import (
     ConceptExampleBody,
     ConceptRequest,
@@ -174,6 +175,7 @@ class CollectionClient(abc.ABC):
         expand: bool | None = None,
         collapse_duplicates: bool | float = False,
         explain: bool = True,
+        sort: str | None = None,
     ) -> SearchResult:
         """Search, and say how the query was answered (``SearchResult.explain``).
 
@@ -195,6 +197,9 @@ class CollectionClient(abc.ABC):
             collapse_duplicates: Keep only the best of near-duplicate hits (True: the
                 setting's threshold; a float: that image↔image threshold).
             explain: Return how the query was built.
+            sort: ``"taken"`` (oldest first) or ``"-taken"`` (newest first): the hits in the
+                order of the date taken. With no query at all, ``where`` alone lists the
+                images that match it (in id order, or by date with ``sort``; score 0).
 
         Returns:
             Hits (best first) and ``explain``.
@@ -217,6 +222,7 @@ class CollectionClient(abc.ABC):
             expand=expand,
             collapse_duplicates=collapse_duplicates,
             explain=explain,
+            sort=sort,
         )
         return self.answer(request)
 
@@ -235,8 +241,10 @@ class CollectionClient(abc.ABC):
         threshold: float | None = None,
         expand: bool | None = None,
         collapse_duplicates: bool | float = False,
+        sort: str | None = None,
     ) -> list[Hit]:
-        """Search by a description, an example image, a name, an indexed image, or a mix.
+        """Search by a description, an example image, a name, an indexed image, or a mix;
+        or list the images that match ``where`` (no query).
 
         The same as :meth:`query` without the explanation; see it for the arguments.
         """
@@ -254,6 +262,7 @@ class CollectionClient(abc.ABC):
             expand=expand,
             collapse_duplicates=collapse_duplicates,
             explain=False,
+            sort=sort,
         ).hits
 
     def add_concept(self, name: str, images: Sequence[ExampleInput] | ExampleInput) -> Concept:
@@ -293,6 +302,7 @@ def build_request(
     expand: bool | None = None,
     collapse_duplicates: bool | float = False,
     explain: bool = False,
+    sort: str | None = None,
 ) -> SearchRequest:
     """The :class:`SearchRequest` of a query given as Python values (see
     :meth:`CollectionClient.query`); example images are read into bytes here.
@@ -301,11 +311,10 @@ def build_request(
         QueryError: More than one main query, none at all, or an image that cannot be read.
     """
     main = [value for value in (text, image, name, similar_to) if value is not None]
-    if len(main) > 1 or not (main or parts):
-        raise QueryError(
-            "give exactly one query: a text, an image, a name, or an indexed image's id "
-            "(combine several as parts)"
-        )
+    if len(main) > 1 or not (main or parts or where):
+        raise QueryError(NO_QUERY)
+    if sort is not None:
+        sort_key(sort)  # refused here, in the words of a local client
     check_window(k, offset, collapse_duplicates)
     if isinstance(negatives, str | QueryPart):
         negatives = [negatives]  # one negative given bare, not its characters
@@ -338,6 +347,7 @@ def build_request(
             collapse_duplicates=collapse_duplicates,
             expand=expand,
             explain=explain,
+            sort=sort,
         )
     except ValueError as exc:  # pydantic's ValidationError: a value out of its range
         raise QueryError(f"invalid query: {_first_error(exc)}") from exc

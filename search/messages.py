@@ -131,7 +131,8 @@ class QueryPartBody(BaseModel):
 
 
 class SearchRequest(BaseModel):
-    """A search: at most one main query (text, name, image, image_url or id), plus parts.
+    """A search: at most one main query (text, name, image, image_url or id), plus parts; or
+    filters alone (a listing of the images that match them).
 
     The one shape of a query: the HTTP API takes it as ``POST /search``'s body, the remote
     client sends it, the local client answers it, and the CLI builds it from its options.
@@ -166,7 +167,8 @@ class SearchRequest(BaseModel):
         default_factory=list,
         max_length=32,
         description="Payload filters: folder=/x, format=JPEG,PNG, tag=cat, mtime>=2024-01-01, "
-        "size<2MB, id=5.",
+        "size<2MB, id=5, taken>=2023-06-01, place=Lisbon, country=PT, camera=iPhone, "
+        "keyword=holiday, near=LAT,LON,KM, has=gps. With filters and no query: a listing.",
     )
     k: int = Field(10, ge=1, description="How many results.")
     offset: int = Field(0, ge=0, description="Skip this many results.")
@@ -182,6 +184,11 @@ class SearchRequest(BaseModel):
         None, description="Visual query expansion; empty: the server's default (search.expand)."
     )
     explain: bool = Field(False, description="Return how the query was built.")
+    sort: Literal["taken", "-taken"] | None = Field(
+        None,
+        description="Order by the date taken: taken (oldest first) or -taken (newest first). "
+        "Without a query, the images matching the filters are listed in that order.",
+    )
 
 
 class HitBody(BaseModel):

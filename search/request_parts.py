@@ -18,6 +18,7 @@ from typing import Protocol
 from indexer.errors import ConfigError, ImageDecodeError, QueryError
 from indexer.schema import is_point_id
 from search.face import ImageInput, image_bytes_of
+from search.listing import NO_QUERY
 from search.messages import QueryPartBody, SearchRequest, image_bytes
 from search.query import QueryPart
 
@@ -73,17 +74,17 @@ def request_parts(
 ) -> list[QueryPart]:
     """The engine's query parts of a request, its example images read through ``reader``.
 
+    Returns:
+        The parts; none for a request of filters alone (a listing).
+
     Raises:
         QueryError: No query or more than one main query; a part that cannot be used.
     """
     mains = [request.text, request.name, request.image, request.image_url, request.id]
     if sum(value is not None for value in mains) > 1 or not (
-        any(value is not None for value in mains) or request.parts
+        any(value is not None for value in mains) or request.parts or request.filters
     ):
-        raise QueryError(
-            "give exactly one query: a text, an image, a name, or an indexed image's id "
-            "(combine several as parts)"
-        )
+        raise QueryError(NO_QUERY)
     parts: list[QueryPart] = []
     if request.text is not None:
         parts.append(QueryPart("text", request.text))
@@ -97,6 +98,8 @@ def request_parts(
         parts.append(QueryPart("id", request.id))
     parts += [body_part(part, reader, target_size) for part in request.parts]
     parts += [QueryPart("text", text, -1.0) for text in request.negatives]
+    if request.negatives and not any(part.weight > 0 for part in parts):
+        raise QueryError("a listing by filters takes no negative texts: give a query too")
     return parts
 
 

@@ -91,6 +91,11 @@ EDGE_FILTERS: FilterConstructors[Any, qe.Filter] = FilterConstructors(
         key=key, range=qe.RangeFloat(gte=low, lte=high)
     ),
     has_id=lambda ids: qe.HasIdCondition(set(ids)),
+    substring=lambda key, text: qe.FieldCondition(key=key, match=qe.MatchSubstring(text)),
+    geo_radius=lambda key, lat, lon, meters: qe.FieldCondition(
+        key=key, geo_radius=qe.GeoRadius(qe.GeoPoint(lon=lon, lat=lat), meters)
+    ),
+    present=lambda key: qe.Filter(must_not=[qe.IsEmptyCondition(key)]),
     all_of=lambda conditions: qe.Filter(must=conditions),
 )
 """How Qdrant Edge says each filter condition (see :mod:`indexer.stores.filter_translation`)."""
@@ -182,6 +187,21 @@ class EdgeStore(VectorStore):
             return
         check_free_space(self.root, OPEN_BYTES, reserve=self.reserve_bytes, what="open the store")
         self._shard = self._call("open the shard", qe.EdgeShard.load, str(shard_dir))
+        self._add_missing_payload_indexes()
+
+    def _add_missing_payload_indexes(self) -> None:
+        """Index payload keys that a newer anyshot filters on (a store made before photo
+        metadata has no index for ``taken_ts``, ``country``, ...): once, when it opens for
+        writing."""
+        if not self.scale.payload_indexes or self._shard is None:
+            return
+        missing = {k: v for k, v in INDEXED_PAYLOAD_KEYS.items() if k not in self._indexed_keys()}
+        for key, kind in missing.items():
+            self._call(
+                f"index payload key {key}",
+                self._shard.update,
+                qe.UpdateOperation.create_field_index(key, PAYLOAD_SCHEMA[kind]),
+            )
 
     def _open_for_reading(self, reason: str) -> None:
         """Open a store this user may not write: search a private copy of its shard."""
@@ -448,6 +468,32 @@ class EdgeStore(VectorStore):
                 yield _stored(record, with_vectors)
             if offset is None:
                 return
+
+    def ordered(
+        self,
+        key: str,
+        *,
+        limit: int,
+        descending: bool = False,
+        where: PayloadFilter | None = None,
+    ) -> list[StoredPoint]:
+        if self._shard is None:
+            return []
+        if key not in self._indexed_keys():  # order_by needs a range index
+            return super().ordered(key, limit=limit, descending=descending, where=where)
+        request = qe.ScrollRequest(
+            limit=limit,
+            filter=translate_filter(where, EDGE_FILTERS),
+            order_by=qe.OrderBy(key, qe.Direction.Desc if descending else qe.Direction.Asc),
+            with_payload=True,
+            with_vector=False,
+        )
+        records, _ = self._call("list points in order", self._shard.scroll, request)
+        return [_stored(record, False) for record in records]
+
+    def _indexed_keys(self) -> set[str]:
+        shard = self._require_shard()
+        return set(self._call("read the shard's info", shard.info).payload_schema)
 
     def count(self, where: PayloadFilter | None = None) -> int:
         if self._shard is None:

@@ -25,6 +25,7 @@ PAYLOAD_SCHEMA = {
     "keyword": qe.PayloadSchemaType.Keyword,
     "integer": qe.PayloadSchemaType.Integer,
     "float": qe.PayloadSchemaType.Float,
+    "geo": qe.PayloadSchemaType.Geo,
 }
 """Qdrant Edge's payload index types, by the type names of ``INDEXED_PAYLOAD_KEYS``."""
 

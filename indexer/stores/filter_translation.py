@@ -30,6 +30,10 @@ class FilterConstructors(Generic[Condition, Filter]):
         between: ``between(key, low, high)``: the number at ``key`` is within the inclusive
             bounds (None: unbounded on that side).
         has_id: ``has_id(ids)``: the point's id is one of ``ids``.
+        substring: ``substring(key, text)``: the keyword at ``key`` contains ``text``.
+        geo_radius: ``geo_radius(key, lat, lon, meters)``: the geo point at ``key`` lies within
+            ``meters`` of ``(lat, lon)``.
+        present: ``present(key)``: ``key`` holds a value that is not null or empty.
         all_of: ``all_of(conditions)``: the filter that holds when every condition does.
     """
 
@@ -37,6 +41,9 @@ class FilterConstructors(Generic[Condition, Filter]):
     any_of: Callable[[str, list[str]], Condition]
     between: Callable[[str, Number | None, Number | None], Condition]
     has_id: Callable[[list[int]], Condition]
+    substring: Callable[[str, str], Condition]
+    geo_radius: Callable[[str, float, float, float], Condition]
+    present: Callable[[str], Condition]
     all_of: Callable[[list[Condition]], Filter]
 
 
@@ -57,6 +64,9 @@ def translate_filter(
     keywords: Sequence[tuple[str, tuple[str, ...]]] = (
         ("format", where.formats),
         ("tags", where.tags),
+        ("place_lc", where.places),
+        ("country", where.countries),
+        ("keywords_lc", where.keywords),
     )
     for key, values in keywords:
         if values:
@@ -64,10 +74,16 @@ def translate_filter(
     ranges: Sequence[tuple[str, Number | None, Number | None]] = (
         ("mtime", where.mtime_min, where.mtime_max),
         ("size", where.size_min, where.size_max),
+        ("taken_ts", where.taken_min, where.taken_max),
     )
     for key, low, high in ranges:
         if low is not None or high is not None:
             conditions.append(build.between(key, low, high))
+    conditions += [build.substring("camera_lc", text) for text in where.cameras]
+    if where.near is not None:
+        lat, lon, km = where.near
+        conditions.append(build.geo_radius("location", lat, lon, km * 1000.0))
+    conditions += [build.present(key) for key in where.present]
     if where.ids:
         conditions.append(build.has_id(sorted({int(i) for i in where.ids})))
     return build.all_of(conditions)

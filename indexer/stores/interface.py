@@ -62,6 +62,15 @@ class PayloadFilter:
         mtime_min, mtime_max: Modification time range (seconds since the epoch), inclusive.
         size_min, size_max: File size range in bytes, inclusive.
         ids: Only these point ids.
+        taken_min, taken_max: Date-taken range (``taken_ts``: the wall-clock time of the shot
+            in seconds, counted as if it were UTC), inclusive.
+        places: Only photos whose place or region (lower-cased ``place_lc``) is one of these.
+        countries: Only photos taken in one of these countries (ISO 3166 alpha-2, upper case).
+        cameras: Lower-cased texts that the camera's lower-cased name must each contain.
+        keywords: Only photos carrying at least one of these keywords (lower-cased).
+        near: ``(lat, lon, km)``: only photos taken within ``km`` of the point.
+        present: Payload keys that must be present and not empty (``location``, ``taken_ts``,
+            ``text``).
     """
 
     uri_prefix: str | None = None
@@ -72,6 +81,14 @@ class PayloadFilter:
     size_min: int | None = None
     size_max: int | None = None
     ids: tuple[int, ...] = ()
+    taken_min: float | None = None
+    taken_max: float | None = None
+    places: tuple[str, ...] = ()
+    countries: tuple[str, ...] = ()
+    cameras: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+    near: tuple[float, float, float] | None = None
+    present: tuple[str, ...] = ()
 
     def is_empty(self) -> bool:
         """True when the filter lets every point through."""
@@ -87,7 +104,13 @@ class PayloadFilter:
         for value in self.ids:
             if not is_point_id(value):
                 raise QueryError(f"filter ids must be from 0 to 2**64 - 1, not {value!r}")
-        for name in ("mtime_min", "mtime_max", "size_min", "size_max"):
+        if self.near is not None:
+            lat, lon, km = self.near
+            if not all(_finite(v) for v in self.near) or abs(lat) > 90 or abs(lon) > 180:
+                raise QueryError(f"near needs a latitude, a longitude and km, not {self.near}")
+            if km <= 0:
+                raise QueryError(f"near needs a positive distance in km, not {km!r}")
+        for name in ("mtime_min", "mtime_max", "size_min", "size_max", "taken_min", "taken_max"):
             value = getattr(self, name)
             if value is None:
                 continue
@@ -100,6 +123,13 @@ class PayloadFilter:
                     finite = False
             if not finite:
                 raise QueryError(f"filter {name} must be a finite number, not {value!r}")
+
+
+def _finite(value: object) -> bool:
+    try:
+        return not isinstance(value, bool) and math.isfinite(value)  # type: ignore[arg-type]
+    except (TypeError, OverflowError):
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +245,26 @@ class VectorStore(abc.ABC):
     ) -> Iterator[StoredPoint]:
         """Iterate over all points (matching ``where``) in id order, from id ``start`` on
         (inclusive; None: the first)."""
+
+    def ordered(
+        self,
+        key: str,
+        *,
+        limit: int,
+        descending: bool = False,
+        where: PayloadFilter | None = None,
+    ) -> list[StoredPoint]:
+        """The first ``limit`` points (matching ``where``) by the number at payload ``key``;
+        points without it are left out. Backends with a native ``order_by`` override this
+        scroll-and-sort."""
+        points = [
+            p
+            for p in self.scroll(where=where)
+            if isinstance(p.payload.get(key), int | float)
+            and not isinstance(p.payload.get(key), bool)
+        ]
+        points.sort(key=lambda p: (p.payload[key], p.id), reverse=descending)
+        return points[:limit]
 
     @abc.abstractmethod
     def count(self, where: PayloadFilter | None = None) -> int:

@@ -41,6 +41,7 @@ _PAYLOAD_SCHEMA = {
     "keyword": models.PayloadSchemaType.KEYWORD,
     "integer": models.PayloadSchemaType.INTEGER,
     "float": models.PayloadSchemaType.FLOAT,
+    "geo": models.PayloadSchemaType.GEO,
 }
 
 CLIENT_FILTERS: FilterConstructors[Any, models.Filter] = FilterConstructors(
@@ -50,6 +51,16 @@ CLIENT_FILTERS: FilterConstructors[Any, models.Filter] = FilterConstructors(
         key=key, range=models.Range(gte=low, lte=high)
     ),
     has_id=lambda ids: models.HasIdCondition(has_id=ids),
+    substring=lambda key, text: models.FieldCondition(
+        key=key, match=models.MatchSubstring(substring=text)
+    ),
+    geo_radius=lambda key, lat, lon, meters: models.FieldCondition(
+        key=key,
+        geo_radius=models.GeoRadius(center=models.GeoPoint(lon=lon, lat=lat), radius=meters),
+    ),
+    present=lambda key: models.Filter(
+        must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=key))]
+    ),
     all_of=lambda conditions: models.Filter(must=conditions),
 )
 """How qdrant-client says each filter condition (see :mod:`indexer.stores.filter_translation`)."""
@@ -245,6 +256,34 @@ class QdrantClientStore(VectorStore):
                 yield _stored(record, with_vectors)
             if offset is None:
                 return
+
+    def ordered(
+        self,
+        key: str,
+        *,
+        limit: int,
+        descending: bool = False,
+        where: PayloadFilter | None = None,
+    ) -> list[StoredPoint]:
+        if not self._exists():
+            return []
+        if not self.in_memory and key not in self._indexed_keys():
+            return super().ordered(key, limit=limit, descending=descending, where=where)
+        records, _ = self._call(
+            "list points in order",
+            self.client.scroll,
+            self.collection,
+            limit=limit,
+            scroll_filter=translate_filter(where, CLIENT_FILTERS),
+            order_by=models.OrderBy(key=key, direction="desc" if descending else "asc"),
+            with_payload=True,
+            with_vectors=False,
+        )
+        return [_stored(record, False) for record in records]
+
+    def _indexed_keys(self) -> set[str]:
+        info = self._call("read the collection", self.client.get_collection, self.collection)
+        return set(info.payload_schema or {})
 
     def count(self, where: PayloadFilter | None = None) -> int:
         if not self._exists():

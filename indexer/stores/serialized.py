@@ -127,6 +127,17 @@ class SerializedStore(VectorStore):
         with self._lock:
             self.inner.write_document(name, document)
 
+    def ordered(
+        self,
+        key: str,
+        *,
+        limit: int,
+        descending: bool = False,
+        where: PayloadFilter | None = None,
+    ) -> list[StoredPoint]:
+        with self._lock:
+            return self.inner.ordered(key, limit=limit, descending=descending, where=where)
+
     def count(self, where: PayloadFilter | None = None) -> int:
         with self._lock:
             return self.inner.count(where)

@@ -40,7 +40,14 @@ from search.cli.common import (
     multiple=True,
     metavar="EXPR",
     help="Payload filter (repeatable, all must hold): folder=/photos/2024, format=JPEG,PNG, "
-    "tag=cat, mtime>=2024-01-01, size<2MB, id=5.",
+    "tag=cat, mtime>=2024-01-01, size<2MB, id=5; from the photos' own metadata: "
+    "taken>=2023-06-01, taken<2024, place=Lisbon, country=PT, camera=iPhone, keyword=holiday, "
+    "near=LAT,LON,KM, has=gps|taken|text. Filters without a query list the images that match.",
+)
+@click.option(
+    "--sort",
+    type=click.Choice(["taken", "-taken"]),
+    help="Order by the date taken: taken (oldest first) or -taken (newest first).",
 )
 @store_options
 @click.option(
@@ -75,6 +82,7 @@ def search(
     similar_to: int | None,
     negatives: tuple[str, ...],
     filters: tuple[str, ...],
+    sort: str | None,
     store: str | None,
     model: str | None,
     pretrained: str | None,
@@ -85,7 +93,8 @@ def search(
     collapse_duplicates: bool,
     as_json: bool,
 ) -> None:
-    """Search the collection by TEXT, an example --image, a --name, or an indexed --id.
+    """Search the collection by TEXT, an example --image, a --name, or an indexed --id; or
+    list the images that match --filter alone.
 
     Prints a table (rank, score, path), or with --json one object per line (id, uri, score,
     payload), best first. While `anyshot serve` holds the store, the search goes through it
@@ -100,6 +109,9 @@ def search(
       anyshot search --image query.jpg -k 20 --json
       anyshot search --name heart --filter folder=/data/shapes
       anyshot search --id 1234567890
+      anyshot search "a beach" --filter 'taken>=2023-06-01' --filter country=PT
+      anyshot search --filter place=Lisbon --sort -taken --json
+      anyshot search --filter near=38.72,-9.14,5 --filter has=taken
     """
     from search.face import build_request
 
@@ -117,6 +129,7 @@ def search(
         threshold=threshold,
         expand=expand,
         collapse_duplicates=collapse_duplicates,
+        sort=sort,
     )
     with open_collection(settings) as client:
         hits = client.answer(request).hits

@@ -1,7 +1,7 @@
 // The built-in search page: plain JavaScript over the anyshot HTTP API.
 //
 // What was searched is shown above the results and kept in the URL (?q=TEXT, ?name=NAME,
-// ?id=ID, with &k=N), so a search can be shared and the browser's back and forward buttons
+// ?id=ID, with &k=N and &filter=EXPR for the date range and place boxes), so a search can be shared and the browser's back and forward buttons
 // move between searches. An uploaded image cannot live in a URL: it is kept in this tab only.
 "use strict";
 
@@ -17,6 +17,9 @@ const collectionLine = document.getElementById("collection");
 const searched = document.getElementById("searched");
 const searchedImage = document.getElementById("searched-image");
 const searchedText = document.getElementById("searched-text");
+const takenFrom = document.getElementById("taken-from");
+const takenTo = document.getElementById("taken-to");
+const placeInput = document.getElementById("place");
 
 const DEFAULT_K = 24;
 const uploads = new Map(); // upload number → File, for back/forward within this tab
@@ -67,13 +70,35 @@ async function showCollection() {
 
 function k() { return Number(kInput.value) || DEFAULT_K; }
 
+// The date range and place boxes as filter expressions: a two-letter place is a country code.
+function filters() {
+  const found = [];
+  if (takenFrom.value) found.push("taken>=" + takenFrom.value);
+  if (takenTo.value) found.push("taken<=" + takenTo.value);
+  const place = placeInput.value.trim();
+  if (/^[A-Za-z]{2}$/.test(place)) found.push("country=" + place);
+  else if (place) found.push("place=" + place);
+  return found;
+}
+
+function showFilters(list) {
+  takenFrom.value = ""; takenTo.value = ""; placeInput.value = "";
+  for (const expression of list || []) {
+    if (expression.startsWith("taken>=")) takenFrom.value = expression.slice(7);
+    else if (expression.startsWith("taken<=")) takenTo.value = expression.slice(7);
+    else if (expression.startsWith("country=")) placeInput.value = expression.slice(8);
+    else if (expression.startsWith("place=")) placeInput.value = expression.slice(6);
+  }
+}
+
 function urlOf(request) {
   const params = new URLSearchParams();
   if (request.text !== undefined) params.set("q", request.text);
   else if (request.name !== undefined) params.set("name", request.name);
   else if (request.id !== undefined) params.set("id", String(request.id));
-  else return location.pathname; // an upload cannot be put in a URL
+  else if (!(request.filters || []).length) return location.pathname; // an upload
   if (k() !== DEFAULT_K) params.set("k", String(k()));
+  for (const expression of request.filters || []) params.append("filter", expression);
   return location.pathname + "?" + params.toString();
 }
 
@@ -81,9 +106,11 @@ function requestFromUrl() {
   const params = new URLSearchParams(location.search);
   const count = Number(params.get("k"));
   if (Number.isInteger(count) && count >= 1) kInput.value = String(count);
-  if (params.get("q")) return { text: params.get("q") };
-  if (params.get("name")) return { name: params.get("name") };
-  if (/^\d+$/.test(params.get("id") || "")) return { id: params.get("id") };
+  const filters = params.getAll("filter");
+  if (params.get("q")) return { text: params.get("q"), filters };
+  if (params.get("name")) return { name: params.get("name"), filters };
+  if (/^\d+$/.test(params.get("id") || "")) return { id: params.get("id"), filters };
+  if (filters.length) return { filters, sort: "-taken" };
   return null;
 }
 
@@ -91,7 +118,12 @@ function showSearched(request) {
   if (previewUrl) { URL.revokeObjectURL(previewUrl); previewUrl = null; }
   searchedImage.hidden = true;
   searchedImage.removeAttribute("src");
-  if (request.text !== undefined) {
+  showFilters(request.filters);
+  const within = (request.filters || []).length ? " · " + request.filters.join(", ") : "";
+  if (request.text === undefined && request.name === undefined && request.id === undefined
+      && !request.file) {
+    searchedText.textContent = "Photos with " + request.filters.join(", ");
+  } else if (request.text !== undefined) {
     searchedText.textContent = `Searched for “${request.text}”`;
   } else if (request.name !== undefined) {
     searchedText.textContent = `Searched for the name “${request.name}”`;
@@ -106,6 +138,9 @@ function showSearched(request) {
     searchedImage.src = previewUrl;
     searchedImage.alt = request.file.name;
     searchedImage.hidden = false;
+  }
+  if (within && searchedText.textContent.startsWith("Photos with") === false) {
+    searchedText.textContent += within;
   }
   searched.hidden = false;
   if (request.text !== undefined || request.name !== undefined) {
@@ -154,6 +189,14 @@ function show(hits, started) {
     score.className = "score";
     score.textContent = hit.score.toFixed(3);
     caption.append(name, score);
+    const when = hit.payload && hit.payload.taken ? hit.payload.taken.slice(0, 10) : "";
+    const where = hit.payload ? [hit.payload.place, hit.payload.country].filter(Boolean).join(", ") : "";
+    if (when || where) {
+      const meta = document.createElement("span");
+      meta.className = "meta";
+      meta.textContent = [when, where].filter(Boolean).join(" · ");
+      caption.append(meta);
+    }
     figure.append(img, caption);
     results.append(figure);
   }
@@ -184,6 +227,7 @@ async function searchFile(file) {
   const data = new FormData();
   data.append("file", file);
   data.append("k", String(k()));
+  for (const expression of filters()) data.append("filter", expression);
   try {
     show((await call("/search/image", { method: "POST", body: data })).hits, started);
   } catch (error) {
@@ -194,8 +238,12 @@ async function searchFile(file) {
 form.addEventListener("submit", (event) => {
   event.preventDefault();
   const text = queryInput.value.trim();
-  if (!text) return;
-  run(modeSelect.value === "name" ? { name: text } : { text }, "push");
+  const chosen = filters();
+  if (!text && !chosen.length) return;
+  if (!text) { run({ filters: chosen, sort: "-taken" }, "push"); return; }
+  const request = modeSelect.value === "name" ? { name: text } : { text };
+  if (chosen.length) request.filters = chosen;
+  run(request, "push");
 });
 fileInput.addEventListener("change", () => {
   if (fileInput.files[0]) run({ file: fileInput.files[0] }, "push");

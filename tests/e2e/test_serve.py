@@ -343,3 +343,34 @@ def test_the_api_docs_render_offline_from_this_server_only(served, path, rendere
             assert not csp_complaints(console), console
         finally:
             browser.close()
+
+
+@pytest.mark.browser
+def test_the_page_lists_photos_by_date_range_and_place(served, tmp_path) -> None:
+    """Last in this module: it adds the trip photos to the served collection."""
+    from photo_files import write_trip
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    url, store, _ = served
+    write_trip(tmp_path / "trip")
+    code, _, err = run("index", str(tmp_path / "trip"), "--store", str(store), "--json")
+    assert code == 0, err
+    with sync_api.sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page()
+            page.goto(f"{url}/")
+            page.fill("#place", "pt")  # two letters: a country
+            page.press("#place", "Enter")
+            page.wait_for_selector("figure.hit .meta")
+            metas = [m.inner_text() for m in page.query_selector_all("figure.hit .meta")]
+            assert metas == ["2023-06-15 · Intendente, PT", "2022-08-01 · Porto, PT"]
+            assert page.url.endswith("/?filter=country%3Dpt")
+            page.fill("#taken-from", "2023-01-01")
+            page.fill("#query", "a photo")
+            page.press("#query", "Enter")
+            wait_until(page, "document.querySelectorAll('figure.hit').length === 1")
+            assert page.inner_text("figure.hit .meta").startswith("2023-06-15")
+            assert "taken>=2023-01-01" in page.inner_text("#searched-text")
+        finally:
+            browser.close()

@@ -289,7 +289,8 @@ def fill(folder: Path, leave: int) -> Path:
 @pytest.mark.slow
 def test_opening_a_store_on_a_nearly_full_disk_is_refused_not_a_crash(tmp_path) -> None:
     """Reopening a shard makes Qdrant Edge write ~60 MB; without room it died of SIGBUS."""
-    with small_disk(tmp_path / "disk", "120m") as disk:
+    # 200 MB: the store (3000 points, ten payload indexes) takes ~110 MB once reopened.
+    with small_disk(tmp_path / "disk", "200m") as disk:
         store = disk / "store"
         with edge(store) as created:
             created.bind_model(MODEL)

@@ -19,6 +19,7 @@ from indexer import prepare as prepare_module
 from indexer.decode import load_image
 from indexer.discover import discover
 from indexer.embed import Embedder
+from indexer.photo_metadata import METADATA_VERSION
 from indexer.prepare import (
     WORKER_CRASHED,
     ImageJob,
@@ -77,8 +78,14 @@ def test_unchanged_content_and_bad_files(embedder: Embedder, tmp_path: Path) -> 
         [ImageJob(good_record, known_sha256=digest), ImageJob(bad_record)]
     )
     assert batch.records == []
+    # Same content: its new size and mtime, and its metadata (none here, but read once).
     assert batch.same_content == [
-        {"uri": str(good), "size": good_record.size, "mtime": good_record.mtime}
+        {
+            "uri": str(good),
+            "size": good_record.size,
+            "mtime": good_record.mtime,
+            "meta_version": METADATA_VERSION,
+        }
     ]
     assert [(s.uri, s.reason) for s in batch.skipped] == [
         (str(bad), "not an image (cannot identify format)")

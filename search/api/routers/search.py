@@ -8,7 +8,7 @@ the request's example images read under the server's limits
 # No "from __future__ import annotations": FastAPI reads the handlers' annotations at run
 # time, and some of them use names local to the router factory (the server's limits).
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -136,8 +136,13 @@ def add_search_by_query(routes: APIRouter, limits: ApiSettings) -> None:
         collapse_duplicates: bool = False,
         expand: bool | None = None,
         explain: bool = False,
+        sort: Annotated[
+            Literal["taken", "-taken"] | None,
+            Query(description="Order by the date taken: taken (oldest first), -taken."),
+        ] = None,
     ) -> SearchReply:
-        """Search by a description (q), a name, or an indexed image's id."""
+        """Search by a description (q), a name, or an indexed image's id; or list the images
+        that match the filters alone."""
         request = search_request(
             text=q,
             name=name,
@@ -150,6 +155,7 @@ def add_search_by_query(routes: APIRouter, limits: ApiSettings) -> None:
             collapse_duplicates=collapse_duplicates,
             expand=expand,
             explain=explain,
+            sort=sort,
         )
         return search_reply(server, request)
 
