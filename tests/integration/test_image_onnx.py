@@ -107,16 +107,19 @@ def test_a_model_loaded_in_another_precision_exports_its_fp32_weights(
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_the_same_top_k_on_the_shape_collection(tiny, towers, collection_pixels, precision):
     embedder, _ = tiny
-    exact = embedder.embed_pixels(collection_pixels)
-    onnx = towers[precision].embed_pixels(collection_pixels)
+    size = len(collection_pixels)  # one batch: int8 activation scales are per batch
+    exact = embedder.embed_pixels(collection_pixels, batch_size=size)
+    onnx = towers[precision].embed_pixels(collection_pixels, batch_size=size)
     for query in embedder.embed_texts(QUERIES):
-        top, got = np.argsort(-exact @ query)[:10], np.argsort(-onnx @ query)[:10]
+        scores = exact @ query
+        top, got = np.argsort(-scores)[:10], np.argsort(-onnx @ query)[:10]
         if precision == "fp32":
             assert list(got) == list(top)
-        else:  # the same ten images; an order that differs only between near ties
-            assert set(got) == set(top)
-            scores = exact @ query
-            assert all(abs(scores[a] - scores[b]) < 0.01 for a, b in zip(got, top, strict=True))
+            continue
+        # int8: the same ranking up to near ties (the collection holds each target pair three
+        # times): the image int8 puts at each rank scores within 0.01 of the exact one there
+        assert abs(scores[got] - scores[top]).max() < 0.01
+        assert len(set(got) & set(top)) >= 8
 
 
 def test_the_cache_is_keyed_by_the_settings_and_checked_against_the_weights(
