@@ -120,3 +120,22 @@ def measure_best_batch(
             rates[size] = max(rates.get(size, 0.0), size / (time.perf_counter() - begun))
     best = max(rates, key=lambda size: rates[size])
     return best, rates
+
+
+def calibrated_batch(
+    key: str, count: int, embed: Callable[[np.ndarray], object], image_size: int
+) -> int | None:
+    """The forward batch kept for ``key``; else, when ``count`` images are many enough to be an
+    index run's batch (:data:`CALIBRATE_FROM`: a query image never pays for a measurement),
+    measured now with ``embed`` and kept; else None."""
+    calibration = BatchCalibration()
+    batch = calibration.cached(key)
+    if batch is None and count >= CALIBRATE_FROM:
+        batch, rates = measure_best_batch(embed, image_size)
+        logger.info(
+            "forward batch %d measured fastest (%s img/s)",
+            batch,
+            ", ".join(f"{size}: {rate:.1f}" for size, rate in rates.items()),
+        )
+        calibration.store(key, batch, rates)
+    return batch

@@ -20,9 +20,8 @@ from indexer.batch_calibration import (
     CALIBRATE_FROM,
     CUDA_BATCH,
     UNCALIBRATED_BATCH,
-    BatchCalibration,
+    calibrated_batch,
     machine_key,
-    measure_best_batch,
 )
 from indexer.config import ModelSettings
 from indexer.cpu import resolve_cpu_precision, text_tower_int8
@@ -318,19 +317,12 @@ class Embedder:
             f"{machine_key(torch.get_num_threads())} {self.identity.label} "
             f"{self.identity.fingerprint} {self.image_size}px {self.image_precision}"
         )
-        calibration = BatchCalibration()
-        if not self._calibration_read:  # read once: query images would read it each time
+        # Read once (query images would read the file each time), measured once.
+        if not self._calibration_read or count >= CALIBRATE_FROM:
             self._calibration_read = True
-            self._image_batch = calibration.cached(key)
-        if self._image_batch is None and count >= CALIBRATE_FROM:
-            best, rates = measure_best_batch(self._embed_pixel_batch, self.image_size)
-            logger.info(
-                "forward batch %d measured fastest (%s img/s)",
-                best,
-                ", ".join(f"{size}: {rate:.1f}" for size, rate in rates.items()),
+            self._image_batch = calibrated_batch(
+                key, count, self._embed_pixel_batch, self.image_size
             )
-            calibration.store(key, best, rates)
-            self._image_batch = best
         return self._image_batch or UNCALIBRATED_BATCH
 
     def _embed_pixel_batch(self, pixels: np.ndarray) -> np.ndarray:

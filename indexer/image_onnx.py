@@ -17,11 +17,9 @@ unusable files are treated as missing.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -31,13 +29,12 @@ import numpy as np
 from indexer.batch_calibration import (
     CALIBRATE_FROM,
     UNCALIBRATED_BATCH,
-    BatchCalibration,
+    calibrated_batch,
     machine_key,
-    measure_best_batch,
 )
-from indexer.config import default_cache_dir
 from indexer.cpu import int8_weight_type, resolve_cpu_precision
 from indexer.errors import ModelError
+from indexer.export_cache import export_cache_dir, export_file_name
 from indexer.prepare import PixelPipeline, ResizeCrop
 from indexer.schema import ModelIdentity
 from indexer.weights import LOCAL_DIR_PREFIX, fingerprint_file, looks_like_path
@@ -81,9 +78,7 @@ class ImageTowerKey:
     def file_name(self) -> str:
         """``<readable model name>-<precision>-<digest of the whole key>.onnx``."""
         fields = {**asdict(self), "format": IMAGE_TOWER_FORMAT}
-        digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:20]
-        readable = re.sub(r"[^A-Za-z0-9._-]+", "_", self.model.rsplit("/", 1)[-1])[:40]
-        return f"{readable or 'model'}-{self.precision}-{digest}.onnx"
+        return export_file_name(self.model, self.precision, fields)
 
 
 def image_tower_key(settings: ModelSettings, precision: ImagePrecision) -> ImageTowerKey:
@@ -144,17 +139,9 @@ class ImageTowerInfo:
         return cls(key=key, **data)
 
 
-def image_tower_cache_dir(settings: ModelSettings) -> Path:
-    """Where exported image towers are kept: ``CACHE_DIR/anyshot/image-towers`` when the model
-    settings name a cache folder, else ``$XDG_CACHE_HOME/anyshot/image-towers``."""
-    if settings.cache_dir is not None:
-        return Path(settings.cache_dir).expanduser() / "anyshot" / "image-towers"
-    return default_cache_dir() / "image-towers"
-
-
 def image_tower_path(settings: ModelSettings, key: ImageTowerKey) -> Path:
     """The cache file of a key."""
-    return image_tower_cache_dir(settings) / key.file_name()
+    return export_cache_dir(settings, "image-towers") / key.file_name()
 
 
 def onnx_image_precision(settings: ModelSettings) -> ImagePrecision | None:
@@ -239,6 +226,7 @@ class OnnxImageModel:
             settings.name, self.info.pretrained, self.info.dim, self.info.fingerprint
         )
         self._image_batch: int | None = None
+        self._calibration_read = False
         logger.info(
             "images of %s go through the ONNX export %s (%s, %d threads)",
             self.identity.label,
@@ -292,19 +280,14 @@ class OnnxImageModel:
             f"{machine_key(self.threads)} {self.identity.label} {self.identity.fingerprint} "
             f"{self.image_size}px onnx-{self.info.key.precision}-{self.info.key.weight_type}"
         )
-        calibration = BatchCalibration()
-        self._image_batch = calibration.cached(key)
-        if self._image_batch is None and count >= CALIBRATE_FROM:
-            best, rates = measure_best_batch(
-                lambda pixels: self.embed_pixels(pixels, batch_size=len(pixels)), self.image_size
+        if not self._calibration_read or count >= CALIBRATE_FROM:  # read once, measure once
+            self._calibration_read = True
+            self._image_batch = calibrated_batch(
+                key,
+                count,
+                lambda pixels: self.embed_pixels(pixels, batch_size=len(pixels)),
+                self.image_size,
             )
-            logger.info(
-                "forward batch %d measured fastest (%s img/s)",
-                best,
-                ", ".join(f"{size}: {rate:.1f}" for size, rate in rates.items()),
-            )
-            calibration.store(key, best, rates)
-            self._image_batch = best
         return self._image_batch or UNCALIBRATED_BATCH
 
     def __repr__(self) -> str:

@@ -14,10 +14,8 @@ either whole and self-describing or unusable: unusable files are treated as miss
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,8 +23,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from indexer.config import default_cache_dir
 from indexer.errors import ModelError, QueryError
+from indexer.export_cache import export_cache_dir, export_file_name
 from indexer.schema import ModelIdentity
 from indexer.weights import (
     LOCAL_DIR_PREFIX,
@@ -85,11 +83,9 @@ class TextTowerKey:
         return cls(identity.name, identity.pretrained, identity.fingerprint, precision)
 
     def file_name(self) -> str:
-        """``<readable model name>-<digest of the whole key>.onnx``."""
+        """``<readable model name>-<precision>-<digest of the whole key>.onnx``."""
         fields = {**asdict(self), "format": TEXT_TOWER_FORMAT}
-        digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:20]
-        readable = re.sub(r"[^A-Za-z0-9._-]+", "_", self.name.rsplit("/", 1)[-1])[:40]
-        return f"{readable or 'model'}-{self.precision}-{digest}.onnx"
+        return export_file_name(self.name, self.precision, fields)
 
 
 @dataclass(frozen=True)
@@ -131,23 +127,9 @@ class TextTowerInfo:
         return cls(key=key, **data)
 
 
-def text_tower_cache_dir(settings: ModelSettings) -> Path:
-    """Where exported text towers are kept: ``CACHE_DIR/anyshot/text-towers`` when the model
-    settings name a cache folder, else ``$XDG_CACHE_HOME/anyshot/text-towers`` (``~/.cache``)."""
-    if settings.cache_dir is not None:
-        return Path(settings.cache_dir).expanduser() / "anyshot" / "text-towers"
-    return default_cache_dir() / "text-towers"
-
-
 def text_tower_path(settings: ModelSettings, key: TextTowerKey) -> Path:
     """The cache file of a key."""
-    return text_tower_cache_dir(settings) / key.file_name()
-
-
-def failure_note(path: Path) -> Path:
-    """Where a failed export of ``path`` says why (``NAME.onnx.failed``): a model whose tower
-    cannot be exported is not tried again after every query."""
-    return path.with_name(path.name + ".failed")
+    return export_cache_dir(settings, "text-towers") / key.file_name()
 
 
 def text_precision(settings: ModelSettings) -> TextPrecision:

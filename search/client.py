@@ -340,7 +340,7 @@ class ImageSearch(CollectionClient):
         """Run the export of a ``text`` or ``image`` tower unless one failed before (a
         ``.failed`` note beside ``target`` says why; removing it tries again); a failure is
         logged once and noted, never raised."""
-        from indexer.text_onnx import failure_note
+        from indexer.export_cache import failure_note
 
         failed = failure_note(target)
         if failed.is_file():

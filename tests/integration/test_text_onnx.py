@@ -258,7 +258,7 @@ def test_a_failed_export_is_noted_and_not_tried_again(store, tmp_path, caplog) -
 
 
 def test_a_noted_failure_is_not_retried(store, tmp_path) -> None:
-    from indexer.text_onnx import failure_note
+    from indexer.export_cache import failure_note
 
     settings = client_settings(store, tmp_path / "cache")
     with ImageSearch(settings) as client:
