@@ -349,6 +349,27 @@ class IndexSettings(BaseModel):
         le=86_400,
         description="Seconds one image URL may take to download in all (slow servers included).",
     )
+    ocr: bool = Field(
+        False,
+        description=(
+            "Read the text inside images (OCR) into the payload key 'text' for searches by "
+            "--ocr; a run with it on also reads the stored images that lack it, without "
+            "re-embedding them."
+        ),
+    )
+    ocr_gate: bool = Field(
+        True,
+        description=(
+            "Read only images in which a quick look (the text detector on a small copy) finds "
+            "a text region; off: read every image in full."
+        ),
+    )
+    ocr_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3_600,
+        description="Seconds of recognition per image at most; the text read by then is kept.",
+    )
 
 
 class ApiSettings(BaseModel):

@@ -26,7 +26,7 @@ import os
 import time
 import urllib.parse
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,10 +34,11 @@ import numpy as np
 
 from indexer.access import AccessPolicy
 from indexer.config import IndexSettings
-from indexer.decode import read_image_bytes, read_metadata
+from indexer.decode import load_image, read_image_bytes, read_metadata
 from indexer.discover import DiscoveryProblem, discover
 from indexer.disk_space import DEFAULT_RESERVE_MB
 from indexer.errors import ImageDecodeError, SourceError
+from indexer.ocr import OCR_VERSION, READ_SIDE
 from indexer.parquet_store import ParquetShardWriter
 from indexer.photo_metadata import METADATA_VERSION
 from indexer.places import add_places
@@ -104,6 +105,8 @@ class IndexPlan:
         stale_metadata: Unchanged images whose payload lacks the photo metadata of this
             version (:data:`~indexer.photo_metadata.METADATA_VERSION`): stored before
             metadata was read; :func:`refresh_metadata` adds it without re-embedding.
+        missing_text: Unchanged images whose text was never looked for (no ``ocr_version``
+            in their payload): a run with OCR on reads them (:func:`read_texts`).
     """
 
     new: list[ImageRecord] = field(default_factory=list)
@@ -115,11 +118,33 @@ class IndexPlan:
     seen_ids: set[int] = field(default_factory=set)
     roots: set[str] = field(default_factory=set)
     stale_metadata: list[ImageRecord] = field(default_factory=list)
+    missing_text: list[ImageRecord] = field(default_factory=list)
 
     @property
     def jobs(self) -> list[ImageJob]:
         """The images to read: new ones, then changed ones."""
         return [ImageJob(record) for record in self.new] + self.changed
+
+
+@dataclass
+class OcrCounts:
+    """What reading the text inside images did in one run (``ocr`` of the run's JSON).
+
+    Attributes:
+        looked: Images whose text was looked for.
+        gated: Of those, images the gate let pass without reading (no text region found).
+        with_text: Images in which text was found (payload key ``text``).
+        cut: Images whose text was cut at a limit (characters, regions or time).
+        failed: Images that could not be read now (tried again by the next run).
+        seconds: Time spent reading text.
+    """
+
+    looked: int = 0
+    gated: int = 0
+    with_text: int = 0
+    cut: int = 0
+    failed: int = 0
+    seconds: float = 0.0
 
 
 @dataclass
@@ -135,6 +160,7 @@ class IndexReport:
             discovery had to leave out (special files, broken links, refused list entries).
         skipped_images: The images that could not be read or decoded, with reasons.
         problems: What discovery had to leave out (files and folders), with reasons.
+        ocr: What reading text did (:class:`OcrCounts`), when the run read text.
     """
 
     indexed: int = 0
@@ -145,6 +171,7 @@ class IndexReport:
     embed_seconds: float = 0.0
     skipped_images: list[SkippedImage] = field(default_factory=list)
     problems: list[DiscoveryProblem] = field(default_factory=list)
+    ocr: OcrCounts | None = None
 
     @property
     def images_per_second(self) -> float:
@@ -181,6 +208,7 @@ class IndexReport:
                 for p in data.get("problems", [])
                 if (p["path"], p["reason"]) not in of_images
             ],
+            ocr=OcrCounts(**data["ocr"]) if isinstance(data.get("ocr"), dict) else None,
         )
 
     def to_dict(self) -> dict[str, object]:
@@ -192,6 +220,7 @@ class IndexReport:
         """
         problems = [{"path": p.path, "reason": p.reason} for p in self.problems]
         problems += [{"path": s.uri, "reason": s.reason} for s in self.skipped_images]
+        ocr = {"ocr": asdict(self.ocr)} if self.ocr is not None else {}
         return {
             "indexed": self.indexed,
             "unchanged": self.unchanged,
@@ -201,6 +230,7 @@ class IndexReport:
             "images_per_second": round(self.images_per_second, 2),
             "skipped_images": [{"uri": s.uri, "reason": s.reason} for s in self.skipped_images],
             "problems": problems,
+            **ocr,
         }
 
 
@@ -249,6 +279,86 @@ def refresh_metadata(
             store.set_payload([record.id], metadata)
         updated += len(found)
     return updated
+
+
+def has_text_reading(payload: dict[str, Any]) -> bool:
+    """True when a stored payload records that the image's text was looked for."""
+    version = payload.get("ocr_version")
+    return isinstance(version, int) and version >= OCR_VERSION
+
+
+def read_texts(
+    store: VectorStore,
+    plan: IndexPlan,
+    settings: IndexSettings,
+    *,
+    access: AccessPolicy | None = None,
+    lookup_batch: int = 256,
+) -> OcrCounts:
+    """Read the text inside the images of a run that lack it, without re-embedding them.
+
+    The images are those the run stored and the unchanged ones whose payload has no
+    ``ocr_version``; each gets ``ocr_version`` and, when text was found, ``text``, one
+    payload update per image, so a run stopped midway resumes where it was. An image that
+    cannot be read now keeps its payload and is tried again by the next run.
+
+    Args:
+        store: The store that holds the images.
+        plan: The run's plan.
+        settings: ``ocr_gate``, ``ocr_seconds``, ``max_image_pixels``.
+        access: What may be read.
+        lookup_batch: Ids looked up per store request.
+
+    Returns:
+        Counts and time.
+    """
+    from indexer.ocr import (
+        TextReader,
+        TextReading,
+    )  # the OCR engine loads only in runs that read text
+
+    started = time.perf_counter()
+    counts = OcrCounts()
+    candidates = [job.record for job in plan.jobs] + plan.missing_text
+    if not candidates:
+        return counts
+    reader = TextReader(gate=settings.ocr_gate, max_seconds=settings.ocr_seconds)
+    for start in range(0, len(candidates), lookup_batch):
+        chunk = candidates[start : start + lookup_batch]
+        stored = {p.id: p.payload for p in store.retrieve([r.id for r in chunk])}
+        for record in chunk:
+            payload = stored.get(record.id)
+            if payload is None or has_text_reading(payload):
+                continue  # skipped by this run, or read already
+            try:
+                image = load_image(
+                    record.uri,
+                    target_size=READ_SIDE,
+                    max_pixels=settings.max_image_pixels,
+                    access=access,
+                ).image
+            except ImageDecodeError as exc:
+                counts.failed += 1
+                logger.info("no text read from %s now: %s", record.uri, exc.reason)
+                continue
+            try:
+                reading = reader.read(image)
+            except Exception as exc:
+                counts.failed += 1
+                logger.warning("skipped the text of %s: OCR failed: %s", record.uri, exc)
+                reading = TextReading("")
+            counts.looked += 1
+            counts.gated += reading.gated
+            counts.cut += reading.cut
+            update: dict[str, Any] = {"ocr_version": OCR_VERSION}
+            if reading.text:
+                counts.with_text += 1
+                update["text"] = reading.text
+            if reading.cut:
+                logger.info("text of %s cut at a limit", record.uri)
+            store.set_payload([record.id], update)
+    counts.seconds = round(time.perf_counter() - started, 3)
+    return counts
 
 
 def same_mtime(stored: object, record: ImageRecord) -> bool:
@@ -335,6 +445,8 @@ def plan_index(
                 plan.unchanged.append(record)
                 if not has_current_metadata(payload):
                     plan.stale_metadata.append(record)
+                if not has_text_reading(payload):
+                    plan.missing_text.append(record)
             else:
                 plan.changed.append(ImageJob(record, payload.get("sha256") or None))
         batch.clear()
@@ -538,6 +650,8 @@ def index_source(
             progress(done, len(jobs))
     if plan.stale_metadata:
         refresh_metadata(store, plan.stale_metadata, access=access)
+    if settings.ocr:
+        report.ocr = read_texts(store, plan, settings, access=access)
     finish_index(store, report, plan, skip_report)
     report.seconds = time.perf_counter() - started
     return report

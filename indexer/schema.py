@@ -48,6 +48,11 @@ a list. ``meta_version`` marks a payload whose file was read for metadata. Lower
 for case-insensitive filters: ``camera_lc``, ``keywords_lc``, ``place_lc`` (place and region
 names)."""
 
+OCR_KEYS = ("text", "ocr_version")
+"""Payload keys of the text read inside an image (:mod:`indexer.ocr`): ``text`` (absent when
+none was found, never empty) and ``ocr_version``, which marks an image whose text was looked
+for."""
+
 METADATA_FILTER_TWINS = ("camera_lc", "keywords_lc", "place_lc")
 """Lower-cased copies of metadata keys that filters match (see :data:`METADATA_KEYS`)."""
 
@@ -62,12 +67,14 @@ INDEXED_PAYLOAD_KEYS = {
     "place_lc": "keyword",
     "keywords_lc": "keyword",
     "location": "geo",
+    "text": "text",
 }
 """Payload keys that get an index, by type, where the backend supports payload indexes.
 
 Each index costs an embedded store 5–8 MB of pre-allocated files whatever its size (Qdrant
 Edge, measured on tmpfs): the metadata filters' five add about 33 MB to every store, against
-filtered searches that stay fast at a million points."""
+filtered searches that stay fast at a million points. ``text`` (the text read inside images,
+:mod:`indexer.ocr`) has a full-text index: words, lower-cased."""
 
 POINT_ID_BITS = 53
 """The ids anyshot gives (:func:`point_id`) are unsigned integers below 2**53, so JavaScript

@@ -62,6 +62,7 @@ from indexer.indexing import (
     finish_index,
     pixel_pipeline,
     plan_index,
+    read_texts,
     refresh_metadata,
     refuse_emptying,
     source_scope,
@@ -288,6 +289,10 @@ def index_images(
                 vector_store,
                 plan.stale_metadata,
                 access=AccessPolicy.for_index(settings.index),
+            )
+        if settings.index.ocr:
+            report.ocr = read_texts(
+                vector_store, plan, settings.index, access=AccessPolicy.for_index(settings.index)
             )
         finish_task(vector_store, report, plan, skip_report)
     report.seconds = time.perf_counter() - started

@@ -73,6 +73,7 @@ from search.request_parts import (
     request_parts,
 )
 from search.results import DuplicateGroup, Hit, SearchResult, TagReport
+from search.text_search import SemanticSearch, search_text_inside
 
 if TYPE_CHECKING:
     from indexer.embed import Embedder
@@ -578,6 +579,8 @@ class ImageSearch(CollectionClient):
             BusyError: A server's reader is at its limit of downloads or decodes.
         """
         where = parse_filters(request.filters) if request.filters else None
+        if request.ocr is not None:
+            return self._answer_text_inside(request, where, examples)
         if is_listing(request):  # filters alone: no model needed
             listed = list_images(
                 self.store,
@@ -603,6 +606,42 @@ class ImageSearch(CollectionClient):
             result = SearchResult(sort_hits(result.hits, request.sort), result.explain)
         if self._text_tower_due and any(part.kind in {"text", "name"} for part in parts):
             self._text_tower_wanted = True  # exported on close, after the answer is out
+        return result if request.explain else SearchResult(result.hits)
+
+    def _answer_text_inside(
+        self,
+        request: SearchRequest,
+        where: PayloadFilter | None,
+        examples: ExampleReader | None,
+    ) -> SearchResult:
+        """A search by the text inside images (``request.ocr``), with its other query, if any,
+        ranking equal matches (:mod:`search.text_search`)."""
+        assert request.ocr is not None
+        semantic: SemanticSearch | None = None
+        if not is_listing(request):
+            engine = self.engine
+            parts = request_parts(request, examples or self._examples, engine.embedder.image_size)
+
+            def semantic(scope: PayloadFilter, k: int) -> list[Hit]:
+                return engine.query(
+                    parts,
+                    k=k,
+                    where=scope,
+                    threshold=request.threshold,
+                    expand=request.expand,
+                    collapse_duplicates=request.collapse_duplicates,
+                ).hits
+
+        result = search_text_inside(
+            self.store,
+            request.ocr,
+            where=where,
+            k=request.k,
+            offset=request.offset,
+            semantic=semantic,
+        )
+        if request.sort is not None:
+            result = SearchResult(sort_hits(result.hits, request.sort), result.explain)
         return result if request.explain else SearchResult(result.hits)
 
     def search_vector(self, vector: Sequence[float] | np.ndarray, *, k: int = 10) -> list[Hit]:

@@ -28,6 +28,7 @@ from PIL import Image
 from indexer.access import AccessPolicy, fetch_url, read_local_file
 from indexer.config import Runner
 from indexer.errors import ImageDecodeError, QueryError
+from indexer.ocr import query_words
 from indexer.progress import ProgressCallback
 from indexer.schema import uri_path
 from indexer.stores.interface import PayloadFilter
@@ -176,6 +177,7 @@ class CollectionClient(abc.ABC):
         collapse_duplicates: bool | float = False,
         explain: bool = True,
         sort: str | None = None,
+        ocr: str | None = None,
     ) -> SearchResult:
         """Search, and say how the query was answered (``SearchResult.explain``).
 
@@ -200,6 +202,10 @@ class CollectionClient(abc.ABC):
             sort: ``"taken"`` (oldest first) or ``"-taken"`` (newest first): the hits in the
                 order of the date taken. With no query at all, ``where`` alone lists the
                 images that match it (in id order, or by date with ``sort``; score 0).
+            ocr: Words of the text inside the images (read by an index run with OCR on):
+                alone, the images whose text holds them; with a query, those of them the
+                query ranks. Score: the fraction of the words an image's text holds (see
+                :mod:`search.text_search`).
 
         Returns:
             Hits (best first) and ``explain``.
@@ -223,6 +229,7 @@ class CollectionClient(abc.ABC):
             collapse_duplicates=collapse_duplicates,
             explain=explain,
             sort=sort,
+            ocr=ocr,
         )
         return self.answer(request)
 
@@ -242,6 +249,7 @@ class CollectionClient(abc.ABC):
         expand: bool | None = None,
         collapse_duplicates: bool | float = False,
         sort: str | None = None,
+        ocr: str | None = None,
     ) -> list[Hit]:
         """Search by a description, an example image, a name, an indexed image, or a mix;
         or list the images that match ``where`` (no query).
@@ -263,6 +271,7 @@ class CollectionClient(abc.ABC):
             collapse_duplicates=collapse_duplicates,
             explain=False,
             sort=sort,
+            ocr=ocr,
         ).hits
 
     def add_concept(self, name: str, images: Sequence[ExampleInput] | ExampleInput) -> Concept:
@@ -303,6 +312,7 @@ def build_request(
     collapse_duplicates: bool | float = False,
     explain: bool = False,
     sort: str | None = None,
+    ocr: str | None = None,
 ) -> SearchRequest:
     """The :class:`SearchRequest` of a query given as Python values (see
     :meth:`CollectionClient.query`); example images are read into bytes here.
@@ -311,8 +321,10 @@ def build_request(
         QueryError: More than one main query, none at all, or an image that cannot be read.
     """
     main = [value for value in (text, image, name, similar_to) if value is not None]
-    if len(main) > 1 or not (main or parts or where):
+    if len(main) > 1 or not (main or parts or where or ocr is not None):
         raise QueryError(NO_QUERY)
+    if ocr is not None:
+        query_words(ocr)  # refused here, in the words of a local client
     if sort is not None:
         sort_key(sort)  # refused here, in the words of a local client
     check_window(k, offset, collapse_duplicates)
@@ -348,6 +360,7 @@ def build_request(
             expand=expand,
             explain=explain,
             sort=sort,
+            ocr=ocr,
         )
     except ValueError as exc:  # pydantic's ValidationError: a value out of its range
         raise QueryError(f"invalid query: {_first_error(exc)}") from exc

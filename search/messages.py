@@ -31,6 +31,8 @@ MAX_QUERY_PARTS = 32
 MAX_TEXT_CHARS = 10_000
 MAX_NAME_CHARS = 1_000
 """The longest concept name or tag label a request may carry (a snapshot's limit too)."""
+MAX_OCR_CHARS = 4_000
+"""The longest ``ocr`` text a request may carry (its words are limited further)."""
 
 PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
 """The content type of one Parquet shard: ``GET /export/points`` answers one, ``POST /load``
@@ -169,6 +171,13 @@ class SearchRequest(BaseModel):
         description="Payload filters: folder=/x, format=JPEG,PNG, tag=cat, mtime>=2024-01-01, "
         "size<2MB, id=5, taken>=2023-06-01, place=Lisbon, country=PT, camera=iPhone, "
         "keyword=holiday, near=LAT,LON,KM, has=gps. With filters and no query: a listing.",
+    )
+    ocr: str | None = Field(
+        None,
+        max_length=MAX_OCR_CHARS,
+        description="Words of the text inside the images (read by an index run with OCR): "
+        "alone, or with a query and filters. Hits hold at least one word; score: the fraction "
+        "of the words held (case-insensitive, one wrong character in words of 5+ letters).",
     )
     k: int = Field(10, ge=1, description="How many results.")
     offset: int = Field(0, ge=0, description="Skip this many results.")

@@ -26,6 +26,8 @@ PAYLOAD_SCHEMA = {
     "integer": qe.PayloadSchemaType.Integer,
     "float": qe.PayloadSchemaType.Float,
     "geo": qe.PayloadSchemaType.Geo,
+    # Full-text: words, lower-cased (the OCR text; see indexer.ocr).
+    "text": qe.TextIndexParams(tokenizer=qe.TokenizerType.Word, lowercase=True),
 }
 """Qdrant Edge's payload index types, by the type names of ``INDEXED_PAYLOAD_KEYS``."""
 

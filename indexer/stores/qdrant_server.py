@@ -42,6 +42,10 @@ _PAYLOAD_SCHEMA = {
     "integer": models.PayloadSchemaType.INTEGER,
     "float": models.PayloadSchemaType.FLOAT,
     "geo": models.PayloadSchemaType.GEO,
+    # Full-text: words, lower-cased (the OCR text; see indexer.ocr).
+    "text": models.TextIndexParams(
+        type=models.TextIndexType.TEXT, tokenizer=models.TokenizerType.WORD, lowercase=True
+    ),
 }
 
 CLIENT_FILTERS: FilterConstructors[Any, models.Filter] = FilterConstructors(

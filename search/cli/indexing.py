@@ -30,6 +30,12 @@ if TYPE_CHECKING:
 def index_options(fn: F) -> F:
     """Options that shape an index run (index and schedule)."""
     fn = click.option(
+        "--ocr/--no-ocr",
+        default=None,
+        help="Read the text inside images (OCR) for searches by --ocr; also reads stored "
+        "images that lack it, without re-embedding (default: $ANYSHOT_INDEX__OCR, off).",
+    )(fn)
+    fn = click.option(
         "--prune",
         is_flag=True,
         default=None,
@@ -86,6 +92,7 @@ def index(
     include_hidden: bool | None,
     workers: int | None,
     prune: bool | None,
+    ocr: bool | None,
     runner: str,
     dask_address: str | None,
     dask_workers: int | None,
@@ -105,6 +112,7 @@ def index(
     Examples:
       anyshot index ~/Pictures --model anyshot-tiny --store ./index
       anyshot index urls.txt --store http://localhost:6333 --json
+      anyshot index ~/Pictures --store ./index --ocr
       anyshot index /data/photos --runner dask --dask-address tcp://scheduler:8786
     """
     settings = build_settings(
@@ -115,6 +123,7 @@ def index(
         include_hidden=include_hidden,
         workers=workers,
         prune=prune,
+        ocr=ocr,
         dask_address=dask_address,
         dask_workers=dask_workers,
     )
@@ -192,6 +201,7 @@ def schedule(
     include_hidden: bool | None,
     workers: int | None,
     prune: bool | None,
+    ocr: bool | None,
     cron: str | None,
     interval: float | None,
     name: str | None,
@@ -218,6 +228,7 @@ def schedule(
         include_hidden=include_hidden,
         workers=workers,
         prune=prune,
+        ocr=ocr,
     )
     source = os.path.abspath(source) if os.path.exists(source) else source
     held = served_by(settings, source)

@@ -45,6 +45,12 @@ from search.cli.common import (
     "near=LAT,LON,KM, has=gps|taken|text. Filters without a query list the images that match.",
 )
 @click.option(
+    "--ocr",
+    metavar="WORDS",
+    help="Images whose text (read by `anyshot index --ocr`) holds these words, best first "
+    "(score: the fraction of the words held); alone or with a query and filters.",
+)
+@click.option(
     "--sort",
     type=click.Choice(["taken", "-taken"]),
     help="Order by the date taken: taken (oldest first) or -taken (newest first).",
@@ -83,6 +89,7 @@ def search(
     negatives: tuple[str, ...],
     filters: tuple[str, ...],
     sort: str | None,
+    ocr: str | None,
     store: str | None,
     model: str | None,
     pretrained: str | None,
@@ -94,7 +101,7 @@ def search(
     as_json: bool,
 ) -> None:
     """Search the collection by TEXT, an example --image, a --name, or an indexed --id; or
-    list the images that match --filter alone.
+    list the images that match --filter alone; or find the words of --ocr in the images' text.
 
     Prints a table (rank, score, path), or with --json one object per line (id, uri, score,
     payload), best first. While `anyshot serve` holds the store, the search goes through it
@@ -112,6 +119,8 @@ def search(
       anyshot search "a beach" --filter 'taken>=2023-06-01' --filter country=PT
       anyshot search --filter place=Lisbon --sort -taken --json
       anyshot search --filter near=38.72,-9.14,5 --filter has=taken
+      anyshot search --ocr coffee --json
+      anyshot search "a receipt" --ocr coffee --filter 'taken>=2024'
     """
     from search.face import build_request
 
@@ -130,6 +139,7 @@ def search(
         expand=expand,
         collapse_duplicates=collapse_duplicates,
         sort=sort,
+        ocr=ocr,
     )
     with open_collection(settings) as client:
         hits = client.answer(request).hits

@@ -19,6 +19,7 @@ from indexer.errors import QueryError
 from indexer.schema import POINT_ID_MAX
 from search.api.dependencies import Server
 from search.messages import (
+    MAX_OCR_CHARS,
     MAX_QUERY_PARTS,
     MAX_TEXT_CHARS,
     HitBody,
@@ -140,9 +141,13 @@ def add_search_by_query(routes: APIRouter, limits: ApiSettings) -> None:
             Literal["taken", "-taken"] | None,
             Query(description="Order by the date taken: taken (oldest first), -taken."),
         ] = None,
+        ocr: Annotated[
+            str | None,
+            Query(max_length=MAX_OCR_CHARS, description="Words of the text inside the images."),
+        ] = None,
     ) -> SearchReply:
         """Search by a description (q), a name, or an indexed image's id; or list the images
-        that match the filters alone."""
+        that match the filters alone; ``ocr``: by the words of the text inside the images."""
         request = search_request(
             text=q,
             name=name,
@@ -156,6 +161,7 @@ def add_search_by_query(routes: APIRouter, limits: ApiSettings) -> None:
             expand=expand,
             explain=explain,
             sort=sort,
+            ocr=ocr,
         )
         return search_reply(server, request)
 
