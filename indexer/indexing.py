@@ -323,6 +323,7 @@ def read_texts(
     if not candidates:
         return counts
     reader = TextReader(gate=settings.ocr_gate, max_seconds=settings.ocr_seconds)
+    store.index_payload_key("text")
     for start in range(0, len(candidates), lookup_batch):
         chunk = candidates[start : start + lookup_batch]
         stored = {p.id: p.payload for p in store.retrieve([r.id for r in chunk])}

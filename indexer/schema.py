@@ -67,14 +67,18 @@ INDEXED_PAYLOAD_KEYS = {
     "place_lc": "keyword",
     "keywords_lc": "keyword",
     "location": "geo",
-    "text": "text",
 }
 """Payload keys that get an index, by type, where the backend supports payload indexes.
 
 Each index costs an embedded store 5–8 MB of pre-allocated files whatever its size (Qdrant
 Edge, measured on tmpfs): the metadata filters' five add about 33 MB to every store, against
-filtered searches that stay fast at a million points. ``text`` (the text read inside images,
-:mod:`indexer.ocr`) has a full-text index: words, lower-cased."""
+filtered searches that stay fast at a million points."""
+
+ON_DEMAND_PAYLOAD_KEYS = {"text": "text"}
+"""Payload keys indexed only once a run stores them (:meth:`VectorStore.index_payload_key`):
+``text``, the text read inside images (:mod:`indexer.ocr`), gets a full-text index (words,
+lower-cased), which pre-allocates about 35 MB in an embedded store: only stores indexed with
+OCR pay it."""
 
 POINT_ID_BITS = 53
 """The ids anyshot gives (:func:`point_id`) are unsigned integers below 2**53, so JavaScript

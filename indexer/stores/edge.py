@@ -53,7 +53,13 @@ from indexer.disk_space import (
     check_free_space,
 )
 from indexer.errors import ModelMismatchError, StoreError
-from indexer.schema import INDEXED_PAYLOAD_KEYS, VECTOR_NAME, ModelIdentity, storable_ids
+from indexer.schema import (
+    INDEXED_PAYLOAD_KEYS,
+    ON_DEMAND_PAYLOAD_KEYS,
+    VECTOR_NAME,
+    ModelIdentity,
+    storable_ids,
+)
 from indexer.stores.edge_layout import (
     EDGE_CONFIG_FILE,
     PAYLOAD_SCHEMA,
@@ -490,6 +496,17 @@ class EdgeStore(VectorStore):
         )
         records, _ = self._call("list points in order", self._shard.scroll, request)
         return [_stored(record, False) for record in records]
+
+    def index_payload_key(self, key: str) -> None:
+        kind = ON_DEMAND_PAYLOAD_KEYS[key]
+        if not self.scale.payload_indexes or key in self._indexed_keys():
+            return
+        self.require_writable()
+        self._call(
+            f"index payload key {key}",
+            self._require_shard().update,
+            qe.UpdateOperation.create_field_index(key, PAYLOAD_SCHEMA[kind]),
+        )
 
     def _indexed_keys(self) -> set[str]:
         shard = self._require_shard()

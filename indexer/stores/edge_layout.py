@@ -29,7 +29,8 @@ PAYLOAD_SCHEMA = {
     # Full-text: words, lower-cased (the OCR text; see indexer.ocr).
     "text": qe.TextIndexParams(tokenizer=qe.TokenizerType.Word, lowercase=True),
 }
-"""Qdrant Edge's payload index types, by the type names of ``INDEXED_PAYLOAD_KEYS``."""
+"""Qdrant Edge's payload index types, by the type names of ``INDEXED_PAYLOAD_KEYS`` and
+``ON_DEMAND_PAYLOAD_KEYS``."""
 
 logger = logging.getLogger(__name__)
 

@@ -323,6 +323,10 @@ class VectorStore(abc.ABC):
         """Build or refresh the search index where the backend needs it; True if work was done."""
         return False
 
+    def index_payload_key(self, key: str) -> None:  # noqa: B027 - where indexes exist
+        """Index a payload key of :data:`~indexer.schema.ON_DEMAND_PAYLOAD_KEYS` if it is not
+        indexed yet (backends without payload indexes: nothing)."""
+
     def flush(self) -> None:  # noqa: B027 - most backends write through
         """Make all changes durable."""
 

@@ -18,7 +18,13 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from indexer.config import ScaleSettings
 from indexer.errors import StoreError
-from indexer.schema import INDEXED_PAYLOAD_KEYS, VECTOR_NAME, ModelIdentity, storable_ids
+from indexer.schema import (
+    INDEXED_PAYLOAD_KEYS,
+    ON_DEMAND_PAYLOAD_KEYS,
+    VECTOR_NAME,
+    ModelIdentity,
+    storable_ids,
+)
 from indexer.stores.filter_translation import FilterConstructors, translate_filter
 from indexer.stores.interface import (
     PayloadFilter,
@@ -284,6 +290,19 @@ class QdrantClientStore(VectorStore):
             with_vectors=False,
         )
         return [_stored(record, False) for record in records]
+
+    def index_payload_key(self, key: str) -> None:
+        kind = ON_DEMAND_PAYLOAD_KEYS[key]
+        # Local mode (:memory:) ignores payload indexes, with a warning: it scans.
+        if not self.scale.payload_indexes or self.in_memory or key in self._indexed_keys():
+            return
+        self._call(
+            f"index payload key {key}",
+            self.client.create_payload_index,
+            self.collection,
+            key,
+            _PAYLOAD_SCHEMA[kind],
+        )
 
     def _indexed_keys(self) -> set[str]:
         info = self._call("read the collection", self.client.get_collection, self.collection)

@@ -154,6 +154,10 @@ class SerializedStore(VectorStore):
         with self._lock:
             return self.inner.optimize()
 
+    def index_payload_key(self, key: str) -> None:
+        with self._lock:
+            self.inner.index_payload_key(key)
+
     def flush(self) -> None:
         with self._lock:
             self.inner.flush()

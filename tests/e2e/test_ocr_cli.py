@@ -170,6 +170,7 @@ def test_ocr_on_an_existing_store_reads_text_without_re_embedding(
     settings = build_settings(store=store)
     with open_store(settings.store) as vector_store:
         before = vector_store.retrieve([point_id(uri)], with_vectors=True)[0]
+        assert "text" not in vector_store.info().extra["payload_indexes"]  # no OCR, no cost
     assert "text" not in before.payload
     code, out, _ = run("index", str(tmp_path / "photos"), "--store", store, "--ocr", "--json")
     report = json.loads(out.strip().splitlines()[-1])
@@ -178,9 +179,21 @@ def test_ocr_on_an_existing_store_reads_text_without_re_embedding(
     assert report["ocr"]["gated"] >= 1  # a plain photo costs the gate's look only
     with open_store(settings.store) as vector_store:
         after = vector_store.retrieve([point_id(uri)], with_vectors=True)[0]
+        assert "text" in vector_store.info().extra["payload_indexes"]  # full-text index
     assert "museum" in after.payload["text"].lower() and after.payload["ocr_version"] == 1
     assert np.array_equal(after.vector, before.vector)
     assert after.payload["sha256"] == before.payload["sha256"]
+
+
+def test_an_in_memory_store_reads_and_searches_text(tmp_path: Path, random_model_name: str) -> None:
+    write_signs(tmp_path / "photos")
+    settings = build_settings(store=":memory:", model=random_model_name, ocr=True)
+    with ImageSearch(settings) as client:
+        report = client.index(tmp_path / "photos", runner="inline")
+        assert report.ocr is not None and report.ocr.with_text == 3
+        assert [Path(h.uri).stem for h in client.search(ocr="tickets")] == ["museum"]
+        hits = client.search(image=tmp_path / "photos" / "coffee.jpg", ocr="coffee")
+        assert Path(hits[0].uri).stem == "coffee"  # the image ranks equal matches
 
 
 def test_a_page_of_ten_thousand_words_is_cut_to_the_limits() -> None:
