@@ -97,7 +97,8 @@ class TextReader:
 
     Args:
         gate: Look for text regions at a small size first and read only images that have one.
-        max_seconds: Time budget per image for recognition; what was read by then is kept.
+        max_seconds: Time budget per image (detection included); recognition stops once it
+            is spent, after its first :data:`REC_CHUNK` regions, and what was read is kept.
         threads: ONNX Runtime threads per session; None: ONNX Runtime's choice.
 
     Raises:
@@ -147,7 +148,7 @@ class TextReader:
         crops = engine.get_crop_img_list(bgr, list(boxes[:MAX_REGIONS]))
         lines: list[str] = []
         for start in range(0, len(crops), REC_CHUNK):
-            if time.perf_counter() - started > self.max_seconds:
+            if start and time.perf_counter() - started > self.max_seconds:
                 cut = True
                 break
             recognised, _ = engine.text_rec(crops[start : start + REC_CHUNK])

@@ -205,7 +205,10 @@ class HitBody(BaseModel):
 
     id: int = Field(description="Point id (stable; below 2**53 for images anyshot indexed).")
     uri: str = Field(description="Where the image is.")
-    score: float = Field(description="Cosine similarity to the query (higher is closer).")
+    score: float = Field(
+        description="Cosine similarity to the query (higher is closer); in an ocr search, the "
+        "fraction of the ocr words the image's text holds."
+    )
     payload: dict[str, Any] = Field(description="Size, mtime, sha256, width, height, format, tags.")
     image_url: str = Field(description="The original image, served by this API.")
     thumbnail_url: str = Field(description="A cached JPEG thumbnail.")

@@ -17,7 +17,8 @@ class Hit:
     Attributes:
         id: The image's point id (stable: derived from its URI).
         uri: Where the image is.
-        score: Cosine similarity to the query (higher is closer).
+        score: Cosine similarity to the query (higher is closer); in a search by the text inside
+            images (``ocr``), the fraction of its words found (:mod:`search.text_search`).
         payload: Everything stored with the image (size, mtime, sha256, width, ...).
     """
 
