@@ -94,8 +94,9 @@ def _write_tiff(ifds: list[_Ifd], links: dict[tuple[int, int], int]) -> bytes:
     return bytes(out)
 
 
-def scene(width: int, height: int, seed: int = 0) -> np.ndarray:
-    """A smooth colourful RGB picture (uint8), different per seed."""
+def scene(width: int, height: int, seed: int = 0, texture: float = 0.0) -> np.ndarray:
+    """A smooth colourful RGB picture (uint8), different per seed; ``texture`` adds noise of
+    that standard deviation, so that it compresses like a photo (benchmarks)."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     phase = rng.uniform(0, 6.28, 3)
@@ -103,7 +104,10 @@ def scene(width: int, height: int, seed: int = 0) -> np.ndarray:
         127 + 120 * np.sin(x / width * 6.28 * (1 + i) + y / height * 3.14 + phase[i])
         for i in range(3)
     ]
-    return np.clip(np.stack(channels, axis=-1), 0, 255).astype(np.uint8)
+    picture = np.stack(channels, axis=-1)
+    if texture:
+        picture += rng.normal(0, texture, picture.shape).astype(np.float32)
+    return np.clip(picture, 0, 255).astype(np.uint8)
 
 
 def make_dng(
@@ -115,6 +119,7 @@ def make_dng(
     make: str = "Anyshot",
     model: str = "Test DNG",
     orientation: int = 1,
+    texture: float = 0.0,
     taken: str | None = None,
     gps: tuple[float, float] | None = None,
 ) -> bytes:
@@ -123,7 +128,7 @@ def make_dng(
 
     ``taken`` (``YYYY:MM:DD HH:MM:SS``) and ``gps`` (lat, lon) go into EXIF and GPS IFDs.
     """
-    picture = scene(width - width % 2, height - height % 2, seed)
+    picture = scene(width - width % 2, height - height % 2, seed, texture)
     rgb = picture.astype(np.uint16) * 16  # 12-bit sensor values
     mosaic = np.empty(rgb.shape[:2], np.uint16)
     mosaic[0::2, 0::2] = rgb[0::2, 0::2, 0]  # R
@@ -219,9 +224,17 @@ def photo_exif(
 
 
 def make_heic(
-    width: int = 640, height: int = 480, *, seed: int = 0, tile: int = 0, exif: bytes = b""
+    width: int = 640,
+    height: int = 480,
+    *,
+    seed: int = 0,
+    tile: int = 0,
+    exif: bytes = b"",
+    thumbnail: int = 0,
+    texture: float = 0.0,
 ) -> bytes:
-    """A HEIC of :func:`scene`; ``tile`` > 0 writes a grid of tiles that size (as iPhones do)."""
+    """A HEIC of :func:`scene`; ``tile`` > 0 writes a grid of tiles that size and ``thumbnail``
+    > 0 a thumbnail whose long side is that (iPhones write 512-pixel tiles, a 320 thumbnail)."""
     import pillow_heif
 
     pillow_heif.register_heif_opener()
@@ -229,23 +242,29 @@ def make_heic(
     pillow_heif.options.GRID_TILE_SIZE = tile
     try:
         buffer = io.BytesIO()
-        extra = {"exif": exif} if exif else {}
-        Image.fromarray(scene(width, height, seed)).save(buffer, "HEIF", quality=80, **extra)
+        extra: dict = {"exif": exif} if exif else {}
+        if thumbnail:
+            extra["thumbnails"] = [thumbnail]
+        picture = Image.fromarray(scene(width, height, seed, texture))
+        picture.save(buffer, "HEIF", quality=80, **extra)
         return buffer.getvalue()
     finally:
         pillow_heif.options.GRID_TILE_SIZE = previous
 
 
-def make_avif(width: int = 640, height: int = 480, *, seed: int = 0, exif: bytes = b"") -> bytes:
+def make_avif(
+    width: int = 640, height: int = 480, *, seed: int = 0, exif: bytes = b"", texture: float = 0.0
+) -> bytes:
     """An AVIF of :func:`scene`, written by Pillow's own AVIF plugin."""
     buffer = io.BytesIO()
     extra = {"exif": exif} if exif else {}
-    Image.fromarray(scene(width, height, seed)).save(buffer, "AVIF", quality=70, **extra)
+    picture = Image.fromarray(scene(width, height, seed, texture))
+    picture.save(buffer, "AVIF", quality=70, speed=8, **extra)
     return buffer.getvalue()
 
 
-def make_jpeg(width: int = 640, height: int = 480, *, seed: int = 0) -> bytes:
+def make_jpeg(width: int = 640, height: int = 480, *, seed: int = 0, texture: float = 0.0) -> bytes:
     """A JPEG of :func:`scene` (the baseline the other formats are compared with)."""
     buffer = io.BytesIO()
-    Image.fromarray(scene(width, height, seed)).save(buffer, "JPEG", quality=90)
+    Image.fromarray(scene(width, height, seed, texture)).save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
