@@ -122,3 +122,21 @@ def test_http_uploads_take_heic_and_dng(indexed):
             files={"file": ("cut.heic", (photos / "cut.heic").read_bytes(), "image/heic")},
         )
         assert broken.status_code == 400 and "missing data" in broken.text
+
+
+def test_the_server_hands_out_a_heic_and_thumbnails_of_every_format(indexed):
+    photos, store, _ = indexed
+    settings = build_settings(store=store, workers=0)
+    with TestClient(create_app(settings)) as http:
+        hits = http.get("/search", params={"q": "a photo", "k": 10}).json()["hits"]
+        heic = next(h for h in hits if h["uri"].endswith("iphone.HEIC"))
+        original = http.get(heic["image_url"])
+        assert original.status_code == 200, original.text
+        assert original.headers["content-type"] == "image/heif"
+        assert original.content == (photos / "iphone.HEIC").read_bytes()
+        for name in ("camera.dng", "undeveloped.DNG"):  # downloaded as what they are
+            dng = next(h for h in hits if h["uri"].endswith(name))
+            assert http.get(dng["image_url"]).headers["content-type"] == "image/x-adobe-dng"
+        for hit in hits:  # thumbnails are JPEG or PNG, whatever the file's format
+            thumb = http.get(hit["thumbnail_url"])
+            assert thumb.status_code == 200, (hit["uri"], thumb.text)

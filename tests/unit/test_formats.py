@@ -168,3 +168,10 @@ def test_garbage_raw_metadata_is_dropped_not_fatal() -> None:
     meta = read_metadata(bytes(data), uri="x.dng")
     assert "taken" not in meta and meta["camera"] == "Anyshot Test DNG"
     assert read_metadata(b"II*\x00\xff\xff\xff\xff", uri="x.dng") == {"meta_version": 1}
+
+
+def test_a_heic_thumbnail_serves_a_small_model() -> None:
+    data = make_heic(1024, 768, tile=256, thumbnail=320)
+    small = decode_image(data, uri="x.heic", target_size=224)
+    assert small.image.size == (320, 240) and (small.width, small.height) == (1024, 768)
+    assert decode_image(data, uri="x.heic", target_size=256).image.size == (1024, 768)
