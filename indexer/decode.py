@@ -4,7 +4,11 @@ Reading goes through :mod:`indexer.access`, under an :class:`~indexer.access.Acc
 
 Decoding is where untrusted files meet C code, so every failure becomes an
 :class:`~indexer.errors.ImageDecodeError` with a short reason; callers log it, count it and go on
-with the batch. Nothing here touches Pillow's global settings.
+with the batch. Nothing here touches Pillow's global settings; the one change to Pillow's
+global state is the HEIF plugin's registration (:func:`register_plugins`, once per process).
+
+Formats: what Pillow decodes, HEIC/HEIF through ``pillow-heif``, camera RAW files through LibRaw
+(:mod:`indexer.camera_raw`); the extensions are listed in :mod:`indexer.formats`.
 """
 
 from __future__ import annotations
@@ -230,8 +234,9 @@ def read_metadata(data: bytes, *, uri: str = "<bytes>") -> dict[str, Any]:
     """The photo metadata payload keys of an image file, without decoding its pixels.
 
     Returns:
-        What :func:`~indexer.photo_metadata.read_photo_metadata` finds; ``{}`` when the file
-        does not open as an image at all.
+        What :func:`~indexer.photo_metadata.read_photo_metadata` finds (for camera RAW files,
+        :func:`~indexer.camera_raw.read_raw_metadata`); ``{}`` when the file does not open as
+        an image at all.
     """
     register_plugins()
     if _raw_format(data, uri) is not None:

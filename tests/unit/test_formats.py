@@ -175,3 +175,10 @@ def test_a_heic_thumbnail_serves_a_small_model() -> None:
     small = decode_image(data, uri="x.heic", target_size=224)
     assert small.image.size == (320, 240) and (small.width, small.height) == (1024, 768)
     assert decode_image(data, uri="x.heic", target_size=256).image.size == (1024, 768)
+
+
+def test_format_filters_name_the_new_formats() -> None:
+    from search.filters import parse_filters
+
+    where = parse_filters(["format=heic,avif,dng,CR3"])
+    assert where.formats == ("HEIF", "AVIF", "DNG", "CR3")
