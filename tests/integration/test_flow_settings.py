@@ -71,10 +71,12 @@ def summary(settings: Settings) -> dict[str, Any]:
 
 
 def models_loaded(dask_worker: Any) -> list[dict[str, Any]]:
-    """The model settings a worker process loaded models with (run on each worker)."""
+    """The model settings a worker process loaded models with (run on each worker): torch
+    models, and cached ONNX image towers (which an earlier test's index run may have exported)."""
     from indexer import embed
 
-    return [json.loads(key) for key in embed._SHARED]
+    towers = [json.loads(key.split(" ", 1)[1]) for key in embed._SHARED_TOWERS]
+    return [json.loads(key) for key in embed._SHARED] + towers
 
 
 def tasks_run(dask_worker: Any) -> int:
