@@ -4,11 +4,16 @@ Reading goes through :mod:`indexer.access`, under an :class:`~indexer.access.Acc
 
 Decoding is where untrusted files meet C code, so every failure becomes an
 :class:`~indexer.errors.ImageDecodeError` with a short reason; callers log it, count it and go on
-with the batch. Nothing here touches Pillow's global settings.
+with the batch. Nothing here touches Pillow's global settings; the one change to Pillow's
+global state is the HEIF plugin's registration (:func:`register_plugins`, once per process).
+
+Formats: what Pillow decodes, HEIC/HEIF through ``pillow-heif``, camera RAW files through LibRaw
+(:mod:`indexer.camera_raw`); the extensions are listed in :mod:`indexer.formats`.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
@@ -22,7 +27,16 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from indexer.access import AccessPolicy, fetch_url, read_local_file
+from indexer.camera_raw import (
+    NotRaw,
+    looks_raw,
+    read_raw,
+    read_raw_metadata,
+    sniff_raw_format,
+)
 from indexer.errors import ImageDecodeError
+from indexer.formats import heif_available, raw_available, raw_format_of_name
+from indexer.heif_extents import missing_item_data
 from indexer.photo_metadata import read_photo_metadata
 from indexer.schema import uri_path
 
@@ -37,6 +51,25 @@ _PILLOW_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 
 
 _FORMAT_ALIASES = {"MPO": "JPEG"}
+_ISO_MEDIA_FORMATS = frozenset({"HEIF", "AVIF"})
+_RAW_FLIPS = {
+    3: Image.Transpose.ROTATE_180,
+    5: Image.Transpose.ROTATE_90,  # counter-clockwise
+    6: Image.Transpose.ROTATE_270,
+}
+
+
+@functools.cache
+def register_plugins() -> None:
+    """Register the Pillow plugins of :mod:`indexer.formats` (HEIC/HEIF) in this process.
+
+    Called by every decoding function here, so that worker processes (spawned, importing only
+    what they use) decode what discovery found; a plugin that is not installed is skipped.
+    """
+    if heif_available():
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
 
 
 @dataclass(slots=True)
@@ -48,7 +81,9 @@ class DecodedImage:
             reduced version (still at least ``target_size`` on both sides), not the full image.
         width: Full-resolution width after EXIF orientation is applied.
         height: Full-resolution height after EXIF orientation is applied.
-        format: Pillow's format name, e.g. ``"JPEG"``, ``"PNG"``.
+        format: Pillow's format name, e.g. ``"JPEG"``, ``"PNG"``, ``"HEIF"``, ``"AVIF"``; for
+            camera RAW files the RAW format (``"DNG"``, ``"CR2"``, ...; see
+            :data:`indexer.formats.RAW_EXTENSIONS`).
         sha256: Hex SHA-256 of the file's bytes.
         metadata: Payload keys from the file's EXIF, XMP and IPTC (date taken, GPS, camera,
             keywords; :func:`indexer.photo_metadata.read_photo_metadata`), when asked for.
@@ -106,7 +141,11 @@ def decode_image(
     """Decode an image file's bytes to an RGB image.
 
     The first frame of animations is taken, EXIF orientation is applied, transparency is
-    composited over white and every Pillow mode is converted to 8-bit RGB.
+    composited over white and every Pillow mode is converted to 8-bit RGB. HEIC/HEIF files go
+    through ``pillow-heif``; camera RAW files (by their name's extension or their first bytes;
+    a DNG also by its tags) through LibRaw: the embedded preview when its short side is at least
+    ``target_size``, else the sensor data developed at half size (:mod:`indexer.camera_raw`).
+    A file named like a RAW file that LibRaw does not know is tried as any other image.
 
     Args:
         data: The whole file.
@@ -126,6 +165,23 @@ def decode_image(
     """
     if not data:
         raise ImageDecodeError(uri, "empty file")
+    register_plugins()
+    raw_format = _raw_format(data, uri)
+    if raw_format is not None:
+        try:
+            return _decode_raw(data, uri, raw_format, target_size, max_pixels, with_metadata)
+        except NotRaw as exc:  # named like a RAW file, is not one: Pillow may know it
+            logger.debug("%s: not a %s file (%s); trying other formats", uri, raw_format, exc)
+    return _decode_with_pillow(data, uri, target_size, max_pixels, with_metadata)
+
+
+def _decode_with_pillow(
+    data: bytes,
+    uri: str,
+    target_size: int | None,
+    max_pixels: int,
+    with_metadata: bool,
+) -> DecodedImage:
     # Only the bomb warning is silenced: max_pixels, not Pillow's global limit, decides. Note
     # that catch_warnings swaps process-wide state, so decode in processes rather than threads.
     with warnings.catch_warnings():
@@ -144,6 +200,10 @@ def decode_image(
             raise ImageDecodeError(uri, f"too large: {width}x{height} pixels (limit {max_pixels})")
         # Camera JPEGs with embedded previews open as "MPO": they are JPEG files to users.
         image_format = _FORMAT_ALIASES.get(image.format or "", image.format or "unknown")
+        if image_format in _ISO_MEDIA_FORMATS:
+            missing = missing_item_data(data)  # libheif paints missing tiles, silently
+            if missing is not None:
+                raise ImageDecodeError(uri, missing)
         metadata = read_photo_metadata(image, uri=uri) if with_metadata else {}
         try:
             if target_size:
@@ -174,9 +234,13 @@ def read_metadata(data: bytes, *, uri: str = "<bytes>") -> dict[str, Any]:
     """The photo metadata payload keys of an image file, without decoding its pixels.
 
     Returns:
-        What :func:`~indexer.photo_metadata.read_photo_metadata` finds; ``{}`` when the file
-        does not open as an image at all.
+        What :func:`~indexer.photo_metadata.read_photo_metadata` finds (for camera RAW files,
+        :func:`~indexer.camera_raw.read_raw_metadata`); ``{}`` when the file does not open as
+        an image at all.
     """
+    register_plugins()
+    if _raw_format(data, uri) is not None:
+        return read_raw_metadata(data, uri=uri)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
@@ -210,6 +274,59 @@ def load_image(
     """
     data = read_image_bytes(uri, access=access)
     return decode_image(data, uri=uri, target_size=target_size, max_pixels=max_pixels)
+
+
+def _raw_format(data: bytes, uri: str) -> str | None:
+    if not raw_available():
+        return None
+    claimed = raw_format_of_name(uri.split("?", 1)[0])
+    if claimed is not None and looks_raw(data):
+        return claimed
+    return sniff_raw_format(data)  # a RAW file's name that is not one: Pillow says what it is
+
+
+def _decode_raw(
+    data: bytes,
+    uri: str,
+    raw_format: str,
+    target_size: int | None,
+    max_pixels: int,
+    with_metadata: bool,
+) -> DecodedImage:
+    """A camera RAW file: its preview JPEG when large enough, else developed at half size."""
+    picture = read_raw(
+        data, uri=uri, raw_format=raw_format, target_size=target_size, max_pixels=max_pixels
+    )
+    turn = _RAW_FLIPS.get(picture.flip)
+    if picture.preview_jpeg is not None:
+        preview = _decode_with_pillow(picture.preview_jpeg, uri, target_size, max_pixels, False)
+        rgb = preview.image
+        if turn is not None and not _jpeg_has_orientation(picture.preview_jpeg, uri):
+            rgb = rgb.transpose(turn)
+    else:
+        assert picture.pixels is not None
+        rgb = Image.fromarray(picture.pixels, "RGB")
+        if turn is not None and not picture.developed:  # LibRaw turns what it develops
+            rgb = rgb.transpose(turn)
+    metadata = (
+        read_raw_metadata(data, uri=uri, preview_jpeg=picture.preview_jpeg) if with_metadata else {}
+    )
+    return DecodedImage(
+        image=rgb,
+        width=picture.width,
+        height=picture.height,
+        format=raw_format,
+        sha256=hashlib.sha256(data).hexdigest(),
+        metadata=metadata,
+    )
+
+
+def _jpeg_has_orientation(jpeg: bytes, uri: str) -> bool:
+    try:
+        with Image.open(io.BytesIO(jpeg)) as header:
+            return _orientation(header, uri) != 1
+    except Exception:  # it decoded a moment ago; a header that fails now has no orientation
+        return False
 
 
 def _pillow_bomb_reason(exc: Image.DecompressionBombError, max_pixels: int) -> str:

@@ -1,9 +1,17 @@
 """The image files anyshot can decode, by extension: one list for discovery and for queries.
 
 A folder walk takes these files as images, and a query token ending in one of them is an
-example image. The list is what this installation's Pillow decodes: AVIF only where Pillow has
-its AVIF plugin (the wheels of Pillow 11.3 and later). HEIC and camera RAW files are not
-decoded (no plugin ships with Pillow), so they are neither indexed nor taken as query images.
+example image. The list is what this installation decodes:
+
+- what every supported Pillow decodes (JPEG, PNG, WebP, GIF, BMP, TIFF);
+- AVIF where Pillow has its AVIF plugin (the wheels of Pillow 11.3 and later);
+- HEIC/HEIF where ``pillow-heif`` is installed (a dependency of anyshot);
+- camera RAW files (:data:`RAW_EXTENSIONS`) where ``rawpy`` (LibRaw) is installed (a dependency
+  of anyshot): the embedded preview JPEG is read when it is large enough, else the sensor data
+  is developed at half size (:mod:`indexer.camera_raw`).
+
+Nothing here imports Pillow or the plugins: discovery stays cheap to import. The plugins are
+registered where images are decoded (:mod:`indexer.decode`), in every process that decodes.
 """
 
 from __future__ import annotations
@@ -13,10 +21,42 @@ from importlib.util import find_spec
 ALWAYS_DECODED = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 """Extensions that every supported Pillow decodes."""
 
+HEIF_EXTENSIONS = frozenset({".heic", ".heif", ".hif"})
+"""HEIF files (iPhones' photos): decoded by ``pillow-heif``'s Pillow plugin."""
+
+RAW_EXTENSIONS: dict[str, str] = {
+    ".cr2": "CR2",  # Canon (TIFF based)
+    ".cr3": "CR3",  # Canon (ISO media based)
+    ".nef": "NEF",  # Nikon
+    ".arw": "ARW",  # Sony
+    ".dng": "DNG",  # Adobe's open format (phones, Leica, Pentax, Ricoh, converters)
+    ".raf": "RAF",  # Fujifilm
+    ".orf": "ORF",  # Olympus / OM System
+    ".rw2": "RW2",  # Panasonic
+}
+"""Camera RAW extensions and the format name stored for them (the payload's ``format``)."""
+
+
+def heif_available() -> bool:
+    """True when ``pillow-heif`` is installed (HEIC/HEIF files decode)."""
+    return find_spec("pillow_heif") is not None
+
+
+def raw_available() -> bool:
+    """True when ``rawpy`` (LibRaw) is installed (camera RAW files decode)."""
+    return find_spec("rawpy") is not None
+
 
 def _plugin_extensions() -> frozenset[str]:
     # find_spec imports the light PIL package, not PIL.Image: discovery stays cheap to import.
-    return frozenset({".avif"}) if find_spec("PIL._avif") is not None else frozenset()
+    found: set[str] = set()
+    if find_spec("PIL._avif") is not None:
+        found.add(".avif")
+    if heif_available():
+        found |= HEIF_EXTENSIONS
+    if raw_available():
+        found |= set(RAW_EXTENSIONS)
+    return frozenset(found)
 
 
 IMAGE_EXTENSIONS = ALWAYS_DECODED | _plugin_extensions()
@@ -27,3 +67,9 @@ def is_image_name(name: str) -> bool:
     """Tell whether a file name (or path) ends in one of :data:`IMAGE_EXTENSIONS`, any case."""
     dot = name.rfind(".")  # os.path.splitext, minus its cost: this runs for every file
     return dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS
+
+
+def raw_format_of_name(name: str) -> str | None:
+    """The RAW format a file name claims (``"DNG"`` for ``x.DNG``), or None."""
+    dot = name.rfind(".")
+    return RAW_EXTENSIONS.get(name[dot:].lower()) if dot > 0 else None

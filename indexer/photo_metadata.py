@@ -93,6 +93,30 @@ def read_photo_metadata(image: Image.Image, *, uri: str = "<bytes>") -> dict[str
                     found.setdefault(key, value)  # EXIF first, then XMP, then IPTC
         except Exception as exc:  # untrusted input: one unreadable block costs only itself
             logger.debug("%s: ignoring unreadable metadata (%s): %s", uri, reader.__name__, exc)
+    return _finish(found)
+
+
+def read_exif_metadata(exif: Image.Exif, *, uri: str = "<bytes>") -> dict[str, Any]:
+    """The metadata payload keys of a bare EXIF block (a camera RAW file's TIFF header).
+
+    Args:
+        exif: The block, e.g. ``Image.Exif()`` loaded from a DNG's or NEF's bytes.
+        uri: Where it came from, for the debug log.
+
+    Returns:
+        What the EXIF part of :func:`read_photo_metadata` finds, plus ``meta_version``.
+    """
+    found: dict[str, Any] = {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = _exif_fields(exif)
+    except Exception as exc:  # untrusted input
+        logger.debug("%s: ignoring unreadable EXIF: %s", uri, exc)
+    return _finish(found)
+
+
+def _finish(found: dict[str, Any]) -> dict[str, Any]:
     keywords = _clean_keywords(found.pop("keywords", []))
     if keywords:
         found["keywords"] = keywords
@@ -107,7 +131,10 @@ def read_photo_metadata(image: Image.Image, *, uri: str = "<bytes>") -> dict[str
 
 
 def _read_exif(image: Image.Image) -> dict[str, Any]:
-    exif = image.getexif()
+    return _exif_fields(image.getexif())
+
+
+def _exif_fields(exif: Image.Exif) -> dict[str, Any]:
     if not exif:
         return {}
     found: dict[str, Any] = {}

@@ -8,7 +8,8 @@ expression            meaning
 ``folder=PATH``       images under this folder (or URL prefix); relative paths are made
                       absolute, as the indexer stores them
 ``prefix=TEXT``       images whose URI starts with TEXT, exactly as given
-``format=JPEG,PNG``   one of these formats (case-insensitive; ``JPG`` means ``JPEG``)
+``format=JPEG,PNG``   one of these formats (case-insensitive; ``JPG`` means ``JPEG``, ``HEIC``
+                      ``HEIF``; RAW files by their own: ``DNG``, ``CR3``, ``NEF``, ...)
 ``tag=cat,dog``       carrying at least one of these tags (repeat ``tag=``: also any of them)
 ``id=1,2``            only these indexed images
 ``mtime>=DATE``       modified at or after DATE (``2024-01-01``, ``2024-01-01T12:00``, ISO
@@ -63,7 +64,7 @@ _UNITS = {
     "mib": 1024**2,
     "gib": 1024**3,
 }
-_FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF"}
+_FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF", "HEIC": "HEIF", "HIF": "HEIF"}
 KEYS = (
     "folder",
     "prefix",

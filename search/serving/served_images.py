@@ -35,7 +35,9 @@ from typing import BinaryIO
 from PIL import Image
 
 from indexer.access import AccessPolicy, fetch_url, open_regular_file
+from indexer.camera_raw import sniff_raw_format
 from indexer.config import ApiSettings
+from indexer.decode import register_plugins
 from indexer.errors import AnyshotError, ImageDecodeError
 from indexer.schema import uri_path
 from indexer.trusted_roots import origin_of, split_roots
@@ -56,11 +58,22 @@ MEDIA_TYPES = {
     "HEIF": "image/heif",
     "ICO": "image/x-icon",
     "JPEG2000": "image/jp2",
+    # Camera RAW files (freedesktop.org's names): downloaded, not shown; their thumbnails are.
+    "DNG": "image/x-adobe-dng",
+    "CR2": "image/x-canon-cr2",
+    "CR3": "image/x-canon-cr3",
+    "NEF": "image/x-nikon-nef",
+    "ARW": "image/x-sony-arw",
+    "RAF": "image/x-fuji-raf",
+    "ORF": "image/x-olympus-orf",
+    "RW2": "image/x-panasonic-rw2",
 }
 """Content types of the formats browsers show; other formats Pillow knows get Pillow's type
 when it is an image type (PostScript, PDF and the like are never served)."""
 
 READ_CHUNK = 256 * 1024
+RAW_HEADER_BYTES = 64 * 1024
+"""How much of a file Pillow cannot identify is read to tell a camera RAW file by its header."""
 
 
 class NotServable(AnyshotError):
@@ -134,7 +147,8 @@ def media_type_of(image_format: str) -> str | None:
 
 
 def identify_format(file: BinaryIO) -> str | None:
-    """The image format Pillow reads from a file's header, or None; the file is left at 0.
+    """The image format Pillow reads from a file's header (else a camera RAW format told by its
+    first bytes: :func:`indexer.camera_raw.sniff_raw_format`), or None; the file is left at 0.
 
     Only the header is parsed (no pixels are decoded). Pillow gets a duplicate of the file
     descriptor, so that closing its image does not close ``file``.
@@ -144,12 +158,16 @@ def identify_format(file: BinaryIO) -> str | None:
         warnings.catch_warnings(),
     ):
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        register_plugins()  # HEIC files are identified as the decoder reads them
         try:
             probe.seek(0)
             with Image.open(probe) as image:
                 image_format = image.format
         except Exception:  # untrusted bytes: any plugin error means "not an image"
             image_format = None
+    if image_format in (None, "TIFF"):  # camera RAW files: TIFF to Pillow (DNG) or unknown
+        file.seek(0)
+        image_format = sniff_raw_format(file.read(RAW_HEADER_BYTES)) or image_format
     file.seek(0)
     return image_format
 

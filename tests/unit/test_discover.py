@@ -98,7 +98,7 @@ def test_walks_nested_folders_depth_first_in_name_order(tmp_path: Path) -> None:
         "a.png",
         "z.gif",
         "notes.txt",
-        "raw.cr2",
+        "raw.xmp",  # a RAW file's sidecar: not an image
         "noext",
         "a-dir/e.webp",
         "sub/c.JPG",
@@ -129,31 +129,30 @@ def test_walks_nested_folders_depth_first_in_name_order(tmp_path: Path) -> None:
     assert found == [str(tmp_path / name) for name in expected]
 
 
-def test_image_extensions_are_what_this_pillow_decodes() -> None:
+def test_image_extensions_are_what_this_installation_decodes() -> None:
     from PIL import features
 
     always = [".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"]
     avif = [".avif"] if features.check_module("avif") else []
-    assert sorted(IMAGE_EXTENSIONS) == sorted(always + avif)
-    assert ".heic" not in IMAGE_EXTENSIONS  # no plugin ships with Pillow: never decodable
+    heif = [".heic", ".heif", ".hif"]  # pillow-heif, a dependency
+    raw = [".arw", ".cr2", ".cr3", ".dng", ".nef", ".orf", ".raf", ".rw2"]  # rawpy (LibRaw)
+    assert sorted(IMAGE_EXTENSIONS) == sorted(always + avif + heif + raw)
+    assert ".txt" not in IMAGE_EXTENSIONS and ".xmp" not in IMAGE_EXTENSIONS
 
 
 def test_discovery_and_queries_share_one_list_of_images(tmp_path: Path) -> None:
-    from PIL import Image, features
+    from PIL import features
 
     from search.query import parse_query
 
-    names = ["a.JPG", "b.png", "c.heic", "d.txt"]
-    if features.check_module("avif"):
-        names.append("e.avif")
+    names = ["a.JPG", "b.png", "c.heic", "d.txt", "e.avif", "f.DNG", "g.xmp"]
+    if not features.check_module("avif"):
+        names.remove("e.avif")
     for name in names:
-        if name.endswith((".heic", ".txt")):
-            touch(tmp_path / name)
-        else:
-            Image.new("RGB", (8, 8), "red").save(tmp_path / name)
+        touch(tmp_path / name)  # discovery goes by name; decoding says what the bytes are
     found = [Path(record.uri).name for record in discover_images(tmp_path)]
     as_images = [n for n in names if parse_query(f"+{n}")[0].kind == "image"]
-    assert found == as_images == [n for n in names if not n.endswith((".heic", ".txt"))]
+    assert found == as_images == [n for n in names if not n.endswith((".txt", ".xmp"))]
 
 
 def test_order_is_deterministic_and_sorted_by_path_components(tmp_path: Path) -> None:
@@ -429,7 +428,7 @@ def test_missing_source_raises_at_once(tmp_path: Path) -> None:
 
 
 def test_a_binary_file_is_not_taken_as_a_list(tmp_path: Path) -> None:
-    photo = touch(tmp_path / "photo.heic", b"\x00\x00\x00\x18ftypheic\x00\x00")
+    photo = touch(tmp_path / "clip.mov", b"\x00\x00\x00\x14ftypqt  \x00\x00")
     latin = touch(tmp_path / "latin.txt", "caf\xe9.jpg\n".encode("latin-1"))
 
     with pytest.raises(SourceError, match="not a text list of images"):
