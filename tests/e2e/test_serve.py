@@ -87,9 +87,11 @@ def test_server_advertises_itself_in_the_store(served) -> None:
     assert (health["status"], health["service"]) == ("ok", "anyshot")
 
 
-def test_cli_index_and_search_go_through_the_server(served, tmp_path) -> None:
+def test_cli_index_and_search_go_through_the_server(served, tmp_path_factory) -> None:
     url, store, images = served
-    more = tmp_path / "more"
+    # Not tmp_path: the server goes on serving these images to the browser tests after this
+    # test, and a passed test's tmp_path is removed when it ends.
+    more = tmp_path_factory.mktemp("more")
     write_shape_images(more, 40, seed=21)
     code, out, err = run("index", str(more), "--store", str(store), "--json")
     assert code == 0, err
