@@ -14,7 +14,14 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from indexer.errors import ConfigError
@@ -564,16 +571,17 @@ class SearchSettings(BaseModel):
         ),
     )
 
-    @model_validator(mode="after")
-    def _check_calibration(self) -> SearchSettings:
-        for scale, (centre, step) in (self.confidence_calibration or {}).items():
+    @field_validator("confidence_calibration")
+    @classmethod
+    def _check_calibration(
+        cls, value: dict[str, tuple[float, float]] | None
+    ) -> dict[str, tuple[float, float]] | None:
+        for scale, (centre, step) in (value or {}).items():
             if scale not in SCORE_SCALES:
-                raise ValueError(f"confidence_calibration: unknown scale {scale!r} {SCORE_SCALES}")
+                raise ValueError(f"unknown scale {scale!r}, not one of {SCORE_SCALES}")
             if not (math.isfinite(centre) and math.isfinite(step) and step > 0):
-                raise ValueError(
-                    f"confidence_calibration[{scale!r}]: a finite centre and a step above 0"
-                )
-        return self
+                raise ValueError(f"{scale}: a finite centre and a step above 0")
+        return value
 
 
 class Settings(BaseSettings):

@@ -38,6 +38,15 @@ def collection(tiny_store_template, tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
+def shell_store(tiny_store_template, tmp_path_factory) -> Path:
+    """Another copy, for the tests that open the store themselves (CLI, HTTP, settings): an
+    embedded store has one opener, and ``client`` holds the first copy."""
+    store = tmp_path_factory.mktemp("no-match-shells") / "store"
+    shutil.copytree(tiny_store_template[1], store)
+    return store
+
+
+@pytest.fixture(scope="module")
 def client(collection):
     with ImageSearch(build_settings(store=str(collection[1]), workers=0)) as opened:
         yield opened
@@ -134,11 +143,11 @@ def test_min_confidence_drops_every_hit_below_it(client) -> None:
         assert dropped.explain["confidence"] == confidence
 
 
-def test_the_default_minimum_and_calibration_come_from_settings(collection, monkeypatch) -> None:
+def test_the_default_minimum_and_calibration_come_from_settings(shell_store, monkeypatch) -> None:
     monkeypatch.setenv("ANYSHOT_SEARCH__MIN_CONFIDENCE", "1")
     monkeypatch.setenv("ANYSHOT_SEARCH__CONFIDENCE_CALIBRATION", '{"text-image": [2.0, 0.01]}')
     monkeypatch.setenv("ANYSHOT_SEARCH__NO_MATCH_THRESHOLD", "0.25")
-    settings = build_settings(store=str(collection[1]), workers=0)
+    settings = build_settings(store=str(shell_store), workers=0)
     with ImageSearch(settings) as opened:
         result = opened.query(PRESENT, k=3)
         assert result.hits == []
@@ -201,8 +210,8 @@ def cli(store: Path, *args: str, env: dict[str, str] | None = None):
     return CliRunner().invoke(main, ["search", *args, "--store", str(store)], env=env)
 
 
-def test_cli_json_explain_carries_confidence_and_no_match(collection) -> None:
-    result = cli(collection[1], PRESENT, "-k", "3", "--json", "--explain")
+def test_cli_json_explain_carries_confidence_and_no_match(shell_store) -> None:
+    result = cli(shell_store, PRESENT, "-k", "3", "--json", "--explain")
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [set(line) >= {"id", "uri", "score"} for line in lines[:3]] == [True] * 3
@@ -210,21 +219,21 @@ def test_cli_json_explain_carries_confidence_and_no_match(collection) -> None:
     explain = lines[3]["explain"]
     assert explain["confidence"] == expected(explain)
     assert explain["no_match"] is False
-    plain = cli(collection[1], PRESENT, "-k", "3", "--json")
+    plain = cli(shell_store, PRESENT, "-k", "3", "--json")
     assert [json.loads(line) for line in plain.stdout.splitlines()] == lines[:3]
 
 
-def test_cli_table_says_no_confident_match_above_the_results(collection) -> None:
+def test_cli_table_says_no_confident_match_above_the_results(shell_store) -> None:
     unsure = {"ANYSHOT_SEARCH__CONFIDENCE_CALIBRATION": '{"text-image": [2.0, 0.01]}'}
-    result = cli(collection[1], PRESENT, "-k", "2", env=unsure)
+    result = cli(shell_store, PRESENT, "-k", "2", env=unsure)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == "no confident match"
     assert lines[1].split() == ["#", "score", "path"] and len(lines) == 4
-    sure = cli(collection[1], PRESENT, "-k", "2", "--explain")
+    sure = cli(shell_store, PRESENT, "-k", "2", "--explain")
     assert sure.stdout.splitlines()[0].startswith("confidence ")
     assert "no confident match" not in sure.stdout
-    dropped = cli(collection[1], PRESENT, "--min-confidence", "1", env=unsure)
+    dropped = cli(shell_store, PRESENT, "--min-confidence", "1", env=unsure)
     assert dropped.stdout.splitlines() == ["no confident match", "no results"]
 
 
@@ -237,8 +246,8 @@ def test_cli_table_says_no_confident_match_above_the_results(collection) -> None
         ("high", 2, "is not a valid float"),
     ],
 )
-def test_cli_bad_min_confidence(collection, value, code, message) -> None:
-    result = cli(collection[1], PRESENT, "--min-confidence", value)
+def test_cli_bad_min_confidence(shell_store, value, code, message) -> None:
+    result = cli(shell_store, PRESENT, "--min-confidence", value)
     assert result.exit_code == code
     assert message in result.stderr
     if code == 1:
@@ -246,8 +255,8 @@ def test_cli_bad_min_confidence(collection, value, code, message) -> None:
     assert "Traceback" not in result.output
 
 
-def test_http_explain_and_min_confidence(collection) -> None:
-    with TestClient(create_app(build_settings(store=str(collection[1]), workers=0))) as http:
+def test_http_explain_and_min_confidence(shell_store) -> None:
+    with TestClient(create_app(build_settings(store=str(shell_store), workers=0))) as http:
         reply = http.get("/search", params={"q": PRESENT, "k": 3, "explain": True})
         assert reply.status_code == 200
         explain = reply.json()["explain"]
