@@ -16,9 +16,9 @@ Why the raw best score and not a background distribution: on the synthetic domai
 (``bench/bench_no_match.py``), normalising the best score by the same query's scores on a random
 sample of the collection (z-score, or distance above the sample's median or 99th percentile)
 separated absent from present concepts worse (ROC AUC 0.54–0.81 for text queries, 1500 images)
-than the best score alone (0.89): a query for a concept that is present also scores higher on the rest of the
-collection, so the background moves with the match. The calibration is a property of the model,
-measured once, not of each query.
+than the best score alone (0.89): a query for a concept that is present also scores higher on
+the rest of the collection, so the background moves with the match. The calibration is a
+property of the model, measured once, not of each query.
 
 The built-in values for ``anyshot-tiny`` are fitted on that benchmark (equal numbers of present
 and absent concepts, collections of 300 and 1500 images, a seed the evaluation does not use):
