@@ -91,8 +91,8 @@ from search.cli.common import (
 @click.option(
     "--explain",
     is_flag=True,
-    help="Say how the query was answered: its confidence and route above the table; with "
-    '--json, one last line {"explain": {...}}.',
+    help="Say how sure the answer is: a line with its confidence above the table; with "
+    '--json, one last line {"explain": {...}} (confidence, no_match, the route taken).',
 )
 @json_option("One JSON object per line, best first.")
 def search(
