@@ -164,8 +164,9 @@ def print_result(
     result: SearchResult, *, as_json: bool, explain: bool = False, first_rank: int = 1
 ) -> None:
     """Print a search's hits (:func:`print_hits`), with a line "no confident match" above the
-    table when the answer says so; ``explain``: the confidence above the table, or with JSON
-    one last line ``{"explain": {...}}``."""
+    table when the answer says so (and there are hits, or the minimum confidence dropped them);
+    ``explain``: the confidence above the table, or with JSON one last line
+    ``{"explain": {...}}``."""
     details = result.explain
     if as_json:
         print_hits(result.hits, as_json=True)
@@ -177,7 +178,8 @@ def print_result(
             f"confidence {details['confidence']:.2f} (best score {details.get('best_score')}, "
             f"{details.get('score_scale')})"
         )
-    if details.get("no_match"):
+    # Without hits, "no results" says it all, unless the minimum confidence took them away.
+    if details.get("no_match") and (result.hits or details.get("below_min_confidence")):
         click.secho("no confident match", fg="yellow", bold=True)
     print_hits(result.hits, as_json=False, first_rank=first_rank)
 

@@ -235,6 +235,9 @@ def test_cli_table_says_no_confident_match_above_the_results(shell_store) -> Non
     assert "no confident match" not in sure.stdout
     dropped = cli(shell_store, PRESENT, "--min-confidence", "1", env=unsure)
     assert dropped.stdout.splitlines() == ["no confident match", "no results"]
+    # Nothing within the filters: "no results" says it all.
+    empty = cli(shell_store, PRESENT, "--filter", "format=GIF", env=unsure)
+    assert empty.stdout.splitlines() == ["no results"]
 
 
 @pytest.mark.parametrize(
