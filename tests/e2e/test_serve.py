@@ -87,9 +87,11 @@ def test_server_advertises_itself_in_the_store(served) -> None:
     assert (health["status"], health["service"]) == ("ok", "anyshot")
 
 
-def test_cli_index_and_search_go_through_the_server(served, tmp_path) -> None:
+def test_cli_index_and_search_go_through_the_server(served) -> None:
     url, store, images = served
-    more = tmp_path / "more"
+    # Beside the store, not in this test's tmp_path: pytest removes a passed test's folder at
+    # once, and the page tests below would then show these images broken.
+    more = store.parent / "more"
     write_shape_images(more, 40, seed=21)
     code, out, err = run("index", str(more), "--store", str(store), "--json")
     assert code == 0, err
