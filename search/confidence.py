@@ -25,8 +25,10 @@ and absent concepts, collections of 300 and 1500 images, a seed the evaluation d
 the best score grows with the number of images that could match, so one size alone gives a
 centre too high for small collections. For other models the built-in values
 are the text↔image and image↔image score levels commonly seen with OpenAI-style CLIP models, not
-measured here: set ``search.confidence_calibration`` (``bench_no_match.py --fit`` prints the
-values for a labelled query set) for a model you rely on.
+measured here: for a model you rely on, ask queries you know to be present or absent with
+``explain=True``, fit a logistic of ``explain["best_score"]`` on them
+(``bench/bench_no_match.py``'s ``fit_logistic`` returns ``(centre, step)``), and set
+``search.confidence_calibration``.
 """
 
 from __future__ import annotations
