@@ -12,7 +12,13 @@ Every query is a list of :class:`~search.query.QueryPart`. Each part becomes a u
   3. **prompt templates** (the CLIP paper's ensemble, averaged).
 
 The query vector is the unit sum of the parts' vectors times their weights (a negative weight
-pushes results away). Optional **visual query expansion** (text and name queries): search, take
+pushes results away). With **generated visual features** (``generate``), each positive text and
+name part (not a concept) is turned into descriptions, each description (long ones as the mean
+of their 77-token chunks) into its text embedding and that into ``search.generate_vectors``
+image-like vectors by the collection's generator (:mod:`indexer.generator`); vector ``i`` of
+the query is the unit sum of the generated vectors ``i`` and the other parts (negatives too),
+and one batch search fuses their ranked lists (``search.generate_fusion``). Optional **visual
+query expansion** (text and name queries): search, take
 the mean embedding of the top images, blend it into the query, search again.
 
 Scores are cosine similarities to the vector searched, and their scale depends on what was
@@ -38,6 +44,7 @@ from PIL import Image
 from indexer.config import SearchSettings
 from indexer.decode import decode_image, load_image
 from indexer.errors import ImageDecodeError, ModelMismatchError, QueryError
+from indexer.generator import Generator, chunk_text, fuse_ranked, load_generator, noise_seed
 from indexer.stores.interface import PayloadFilter, ScoredPoint, VectorStore
 from search.concepts import ConceptRegistry
 from search.domain_words import TINY_MODEL, out_of_domain_warning, unknown_words
@@ -82,6 +89,7 @@ class _Embedded:
     vector: np.ndarray
     modality: str  # "text" or "image"
     explain: dict[str, Any]
+    descriptions: list[str] | None = None  # what a generator may read (text and name parts)
 
 
 class SearchEngine:
@@ -122,6 +130,8 @@ class SearchEngine:
         self._text_cache_lock = threading.Lock()
         self._domain_warned = False
         self._domain_warned_lock = threading.Lock()
+        self._generator: Generator | None = None
+        self._generator_lock = threading.Lock()
 
     # -- embedding -----------------------------------------------------------------------------
 
@@ -256,6 +266,7 @@ class SearchEngine:
                     "descriptions": list(entry.descriptions),
                     "source": entry.source,
                 },
+                list(entry.descriptions),
             )
         if not self.settings.name_templates:
             raise QueryError(
@@ -267,13 +278,14 @@ class SearchEngine:
             self.embed_templates(target),
             "text",
             {"name": name, "resolved_as": "templates", "templates": len(PROMPT_TEMPLATES)},
+            [template.format(target) for template in PROMPT_TEMPLATES],
         )
 
     def _embed_part(self, part: QueryPart) -> _Embedded:
         if part.kind == "text":
             if not isinstance(part.value, str) or not part.value.strip():
                 raise QueryError("empty text query")
-            return _Embedded(self.embed_texts([part.value])[0], "text", {})
+            return _Embedded(self.embed_texts([part.value])[0], "text", {}, [part.value])
         if part.kind == "name":
             return self._resolve_name(part.value)
         if part.kind == "id":
@@ -296,6 +308,7 @@ class SearchEngine:
         threshold: float | None = None,
         expand: bool | None = None,
         collapse_duplicates: bool | float = False,
+        generate: bool | None = None,
     ) -> SearchResult:
         """Answer a query of one or more weighted parts.
 
@@ -308,12 +321,16 @@ class SearchEngine:
             expand: Visual query expansion for text and name queries; None: the setting.
             collapse_duplicates: Keep only the best of near-duplicate hits: True uses
                 ``search.duplicate_threshold``, a float is the image↔image threshold.
+            generate: Search text and name parts by generated visual features (module docs);
+                None: ``search.generate``. The threshold then applies to a hit's best cosine
+                to the generated vectors.
 
         Returns:
             Hits, best first, and ``explain``.
 
         Raises:
-            QueryError: No positive part, an empty text, an unknown id, an unreadable image.
+            QueryError: No positive part, an empty text, an unknown id, an unreadable image;
+                generation asked for with no generator trained, or one of another model.
         """
         if k < 1:
             raise QueryError(f"k must be at least 1, not {k}")
@@ -336,6 +353,27 @@ class SearchEngine:
         warnings = self._domain_warnings(parts, embedded)
         if warnings:
             explain["warnings"] = warnings
+
+        generate = self.settings.generate if generate is None else generate
+        generated = [
+            i
+            for i, (p, e) in enumerate(zip(parts, embedded, strict=True))
+            if p.weight > 0 and e.descriptions is not None
+        ]
+        if generate and generated:
+            return self._query_generated(
+                parts,
+                embedded,
+                generated,
+                explain,
+                k=k,
+                offset=offset,
+                where=where,
+                threshold=threshold,
+                collapse=self._collapse_threshold(collapse_duplicates),
+            )
+        if generate:
+            explain["generated"] = {"applied": False, "reason": "only for text and name queries"}
 
         expand = self.settings.expand if expand is None else expand
         searched = query
@@ -365,6 +403,132 @@ class SearchEngine:
             )
         explain["collapse_threshold"] = collapse
         hits = [Hit(p.id, str(p.payload.get("uri", "")), p.score, p.payload) for p in found]
+        return SearchResult(hits, explain)
+
+    # -- generated visual features ------------------------------------------------------------
+
+    def generator(self) -> Generator:
+        """The collection's generator, read once and checked against the model.
+
+        Raises:
+            QueryError: None was trained, or it was trained for another model.
+        """
+        with self._generator_lock:
+            if self._generator is None:
+                found = load_generator(self.store)
+                if found is None:
+                    raise QueryError(
+                        "no generator trained for this collection: run `anyshot generator "
+                        "train` first (or search without --generate)"
+                    )
+                found.check_model(self.embedder.identity)
+                self._generator = found
+            return self._generator
+
+    def forget_generator(self) -> None:
+        """Read the generator again on next use (after training a new one)."""
+        with self._generator_lock:
+            self._generator = None
+
+    def generated_vectors(self, embedded: _Embedded, k: int) -> tuple[np.ndarray, list[str]]:
+        """``k`` generated vectors per description of a text or name part.
+
+        Returns:
+            The unit vectors and the descriptions they came from.
+        """
+        generator = self.generator()
+        descriptions = list(embedded.descriptions or [])
+        if embedded.explain.get("resolved_as") == "templates":
+            inputs = embedded.vector[None, :]  # the templates' mean: one description
+            descriptions = [f"{embedded.explain['name']} in {len(descriptions)} prompt templates"]
+        else:
+            inputs = np.stack([self.embed_description(text) for text in descriptions])
+        return generator.generate(inputs, k, seed=noise_seed(descriptions)), descriptions
+
+    def embed_description(self, text: str) -> np.ndarray:
+        """A description's embedding; a long one's is the unit mean of its 77-token chunks."""
+        chunks = chunk_text(text) or [text]
+        return unit(self.embed_texts(chunks).sum(axis=0))
+
+    def _query_generated(
+        self,
+        parts: Sequence[QueryPart],
+        embedded: list[_Embedded],
+        generated: list[int],
+        explain: dict[str, Any],
+        *,
+        k: int,
+        offset: int,
+        where: PayloadFilter | None,
+        threshold: float | None,
+        collapse: float | None,
+    ) -> SearchResult:
+        settings = self.settings
+        per = settings.generate_vectors
+        sets: dict[int, np.ndarray] = {}
+        used: list[str] = []
+        for index in generated:
+            vectors, descriptions = self.generated_vectors(embedded[index], per)
+            sets[index] = vectors
+            used += descriptions
+        total = sum(len(v) for v in sets.values())
+        if total > settings.generate_max_vectors:  # keep each description's first vectors
+            scale = settings.generate_max_vectors / total
+            sets = {i: v[: max(1, int(len(v) * scale))] for i, v in sets.items()}
+        rest = sum(
+            (p.weight * e.vector for i, (p, e) in enumerate(zip(parts, embedded, strict=True))
+             if i not in sets),
+            np.zeros_like(embedded[0].vector),
+        )  # fmt: skip
+        count = max(len(v) for v in sets.values())
+        queries = np.stack(
+            [
+                unit(rest + sum(parts[i].weight * v[j % len(v)] for i, v in sets.items()))
+                for j in range(count)
+            ]
+        )
+        depth = max(_MIN_CANDIDATES, _CANDIDATE_FACTOR * (offset + k))
+        lists = self.store.search_batch(queries, limit=depth, where=where)
+        fused = fuse_ranked(lists, settings.generate_fusion, limit=depth)
+        kept: list[tuple[ScoredPoint, float]] = []
+        vectors = (
+            self.stored_vectors([p.id for p, _, _ in fused])
+            if collapse is not None and fused
+            else None
+        )
+        kept_rows: list[int] = []
+        collapsed = 0
+        for row, (point, score, best) in enumerate(fused):
+            if threshold is not None and best < threshold:
+                continue
+            if (
+                vectors is not None
+                and kept_rows
+                and float(np.max(vectors[kept_rows] @ vectors[row])) >= (collapse or 1.0)
+            ):
+                collapsed += 1
+                continue
+            kept_rows.append(row)
+            kept.append((point, score))
+        generator = self.generator()
+        explain["route"] = "generated"
+        explain["score_scale"] = f"generated-{settings.generate_fusion}"
+        explain["generated"] = {
+            "applied": True,
+            "descriptions": used,
+            "vectors": sum(len(v) for v in sets.values()),
+            "searches": len(queries),
+            "per_description": per,
+            "fusion": settings.generate_fusion,
+            "generator": {"kind": generator.kind, "pairs": generator.pairs},
+        }
+        explain["expansion"] = {"applied": False, "reason": "not with generated features"}
+        explain["collapsed"] = collapsed
+        explain["collapse_threshold"] = collapse
+        hits = [
+            Hit(p.id, str(p.payload.get("uri", "")), score, p.payload)
+            for p, score in kept[offset : offset + k]
+        ]
         return SearchResult(hits, explain)
 
     def _domain_warnings(self, parts: Sequence[QueryPart], embedded: list[_Embedded]) -> list[str]:

@@ -27,7 +27,7 @@ from PIL import Image
 
 from indexer.access import AccessPolicy, fetch_url, read_local_file
 from indexer.config import Runner
-from indexer.errors import ImageDecodeError, QueryError
+from indexer.errors import ConfigError, ImageDecodeError, QueryError
 from indexer.ocr import query_words
 from indexer.progress import ProgressCallback
 from indexer.schema import uri_path
@@ -148,6 +148,25 @@ class CollectionClient(abc.ABC):
         """Load a snapshot folder of this machine into the collection, checking every shard and
         row; ``trust`` adds folders or origins the server may serve the loaded images from."""
 
+    def train_generator(
+        self,
+        *,
+        captions: str | Path | None = None,
+        kind: str | None = None,
+        epochs: int | None = None,
+    ) -> dict[str, Any]:
+        """Train the collection's generator of visual features (``--generate`` searches).
+
+        Only where the collection is opened in this process; a served one refuses.
+
+        Raises:
+            ConfigError: The collection is reached over HTTP.
+        """
+        raise ConfigError(
+            f"{self.location}: train the generator where the collection is held (stop `anyshot "
+            f"serve`, or train in its process)"
+        )
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release the collection; the client is unusable afterwards."""
@@ -174,6 +193,7 @@ class CollectionClient(abc.ABC):
         where: PayloadFilter | Sequence[str] | str | None = None,
         threshold: float | None = None,
         expand: bool | None = None,
+        generate: bool | None = None,
         collapse_duplicates: bool | float = False,
         explain: bool = True,
         sort: str | None = None,
@@ -196,6 +216,8 @@ class CollectionClient(abc.ABC):
             where: A :class:`PayloadFilter`, or filter expressions (:func:`parse_filters`).
             threshold: Minimum score on the query's own scale (see ``explain``).
             expand: Visual query expansion for text and name queries; None: the setting.
+            generate: Search text and name queries by generated visual features (the
+                collection's generator, ``anyshot generator train``); None: the setting.
             collapse_duplicates: Keep only the best of near-duplicate hits (True: the
                 setting's threshold; a float: that image↔image threshold).
             explain: Return how the query was built.
@@ -226,6 +248,7 @@ class CollectionClient(abc.ABC):
             where=where,
             threshold=threshold,
             expand=expand,
+            generate=generate,
             collapse_duplicates=collapse_duplicates,
             explain=explain,
             sort=sort,
@@ -247,6 +270,7 @@ class CollectionClient(abc.ABC):
         where: PayloadFilter | Sequence[str] | str | None = None,
         threshold: float | None = None,
         expand: bool | None = None,
+        generate: bool | None = None,
         collapse_duplicates: bool | float = False,
         sort: str | None = None,
         ocr: str | None = None,
@@ -268,6 +292,7 @@ class CollectionClient(abc.ABC):
             where=where,
             threshold=threshold,
             expand=expand,
+            generate=generate,
             collapse_duplicates=collapse_duplicates,
             explain=False,
             sort=sort,
@@ -309,6 +334,7 @@ def build_request(
     where: PayloadFilter | Sequence[str] | str | None = None,
     threshold: float | None = None,
     expand: bool | None = None,
+    generate: bool | None = None,
     collapse_duplicates: bool | float = False,
     explain: bool = False,
     sort: str | None = None,
@@ -358,6 +384,7 @@ def build_request(
             threshold=threshold,
             collapse_duplicates=collapse_duplicates,
             expand=expand,
+            generate=generate,
             explain=explain,
             sort=sort,
             ocr=ocr,

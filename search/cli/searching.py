@@ -78,6 +78,13 @@ from search.cli.common import (
     "(default: ANYSHOT_SEARCH__EXPAND, off).",
 )
 @click.option(
+    "--generate/--no-generate",
+    default=None,
+    help="Search by generated visual features: the collection's generator (`anyshot generator "
+    "train`) turns the text or the name's descriptions into image-like vectors (default: "
+    "ANYSHOT_SEARCH__GENERATE, off).",
+)
+@click.option(
     "--collapse-duplicates", is_flag=True, help="Show one image of each near-duplicate group."
 )
 @json_option("One JSON object per line, best first.")
@@ -97,6 +104,7 @@ def search(
     offset: int,
     threshold: float | None,
     expand: bool | None,
+    generate: bool | None,
     collapse_duplicates: bool,
     as_json: bool,
 ) -> None:
@@ -115,6 +123,7 @@ def search(
       anyshot search "a red circle" --expand --collapse-duplicates
       anyshot search --image query.jpg -k 20 --json
       anyshot search --name heart --filter folder=/data/shapes
+      anyshot search --name vornel --generate --not "a plain background"
       anyshot search --id 1234567890
       anyshot search "a beach" --filter 'taken>=2023-06-01' --filter country=PT
       anyshot search --filter place=Lisbon --sort -taken --json
@@ -137,6 +146,7 @@ def search(
         where=list(filters) or None,
         threshold=threshold,
         expand=expand,
+        generate=generate,
         collapse_duplicates=collapse_duplicates,
         sort=sort,
         ocr=ocr,

@@ -136,6 +136,10 @@ def add_search_by_query(routes: APIRouter, limits: ApiSettings) -> None:
         threshold: Annotated[float | None, Query(ge=-1, le=1, allow_inf_nan=False)] = None,
         collapse_duplicates: bool = False,
         expand: bool | None = None,
+        generate: Annotated[
+            bool | None,
+            Query(description="Search by generated visual features; empty: search.generate."),
+        ] = None,
         explain: bool = False,
         sort: Annotated[
             Literal["taken", "-taken"] | None,
@@ -159,6 +163,7 @@ def add_search_by_query(routes: APIRouter, limits: ApiSettings) -> None:
             threshold=threshold,
             collapse_duplicates=collapse_duplicates,
             expand=expand,
+            generate=generate,
             explain=explain,
             sort=sort,
             ocr=ocr,
