@@ -53,7 +53,7 @@ def test_document_round_trip_and_model_check():
     assert np.array_equal(back.generate(texts, 2), generator.generate(texts, 2))
     assert back.model == MODEL and back.pairs == 40
     back.check_model(MODEL)
-    with pytest.raises(QueryError, match=r"trained for model 'anyshot-tiny' .*, not 'anyshot-tiny'"):
+    with pytest.raises(QueryError, match=r"trained for model 'anyshot-tiny' .*, not 'anyshot"):
         back.check_model(ModelIdentity("anyshot-tiny", None, 8, "0" * 64))
     with pytest.raises(QueryError, match="not 'ViT-B-32'"):
         back.check_model(ModelIdentity("ViT-B-32", None, 8, None))
