@@ -11,10 +11,11 @@ Set-up, all deterministic from ``--seed``:
   cannot know. **Unseen** concepts are the 24 held-out pairs (:data:`HELD_OUT_PAIRS`: the tiny
   model never trained on them either); the rest are **seen**.
 - **The generator** trains on a separate collection drawn from seen pairs only, with the
-  synthetic captions plus the seen concepts' descriptions paired with their one-object images
-  (Zhu et al. train on the class descriptions): it never sees an unseen concept's images or
-  descriptions. ``captions only`` trains on the captions alone (what ``anyshot generator train``
-  finds beside a synthetic collection).
+  synthetic captions plus seen concepts' descriptions (an attribute phrase and one of
+  ``--paragraphs`` noisy paragraphs drawn with other seeds than the test's) paired with their
+  one-object images (Zhu et al. train on the class descriptions): it never sees an unseen
+  concept's images or descriptions. ``captions only`` trains on the captions alone (what
+  ``anyshot generator train`` finds beside a synthetic collection).
 - **The test collection** is ``--n`` fresh scenes of all pairs; an image is relevant to a
   concept when one of its objects has that shape and colour.
 - **Descriptions** in two kinds: three short *attribute phrases*, and two *noisy encyclopedic
@@ -101,6 +102,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--k", type=int, default=4, help="generated vectors per description")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--paragraphs", type=int, default=6, help="noisy paragraphs per seen concept, training"
+    )
     p.add_argument("--boot", type=int, default=1000)
     return p.parse_args()
 
@@ -206,10 +210,16 @@ def main() -> None:
     rng = random.Random(args.seed)
     captions = [synthetic.caption_scene(s, rng) for s in train_specs]
     desc_texts, desc_rows = [], []
+    train_paragraphs = {
+        p: [noisy_paragraph(p, names[p], args.seed + 100 + j) for j in range(args.paragraphs)]
+        for p in seen
+    }
     for i, spec in enumerate(train_specs):
         if len(spec.objects) == 1:
             pair = (spec.objects[0].shape, spec.objects[0].colour)
-            for text in [rng.choice(attrs[pair]), rng.choice(paragraphs[pair])]:
+            shape, colour = pair
+            phrase = rng.choice(ATTRIBUTE_TEMPLATES).format(c=colour, s=shape)
+            for text in [phrase, rng.choice(train_paragraphs[pair])]:
                 desc_texts.append(text)
                 desc_rows.append(i)
     caption_vectors = embed_descriptions(embed_texts, captions)
