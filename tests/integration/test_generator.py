@@ -17,6 +17,7 @@ from indexer.config import build_settings
 from indexer.generator import GENERATOR_DOCUMENT, load_generator
 from indexer.schema import ModelIdentity
 from indexer.shapes.synthetic import generate_collection
+from indexer.stores.interface import PayloadFilter
 from indexer.stores.opening import open_store
 from search.api import create_app
 from search.cli import main
@@ -242,3 +243,16 @@ def test_flow_task_trains_the_generator(captioned, tmp_path):
     assert report["pairs"] == N_IMAGES and report["epochs"] == 2
     with open_store(build_settings(store=str(store)).store) as opened:
         assert load_generator(opened) is not None
+
+
+def test_edge_batch_search_equals_one_search_per_vector(captioned):
+    images, store = captioned
+    with open_store(build_settings(store=str(store)).store) as opened:
+        vectors = [p.vector for p in opened.scroll(with_vectors=True)][:3]
+        where = PayloadFilter(uri_prefix=str(images))
+        batch = opened.search_batch(vectors, limit=7, where=where)
+        single = [opened.search(v, limit=7, where=where) for v in vectors]
+    assert [[(p.id, round(p.score, 5)) for p in ranked] for ranked in batch] == [
+        [(p.id, round(p.score, 5)) for p in ranked] for ranked in single
+    ]
+    assert all(len(ranked) == 7 for ranked in batch)
