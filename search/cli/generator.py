@@ -52,6 +52,11 @@ def generator_train(
     """Train the generator on the collection's captioned images and keep it with the collection.
 
     Needs at least 20 captioned images. Retraining replaces the generator.
+
+    \b
+    Examples:
+      anyshot generator train --store ./index
+      anyshot generator train --store ./index --captions captions.csv --kind gan --json
     """
     settings = build_settings(store=store, model=model, pretrained=pretrained)
     with open_collection(settings) as client:
