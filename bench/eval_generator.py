@@ -101,6 +101,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=20_261_204)
     p.add_argument("--k", type=int, default=4, help="generated vectors per description")
     p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--gan-epochs", type=int, default=20, help="the GAN's (4 steps per batch)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
         "--paragraphs", type=int, default=6, help="noisy paragraphs per seen concept, training"
@@ -242,9 +243,15 @@ def main() -> None:
             texts,
             image_rows,
             identity,
-            TrainOptions(kind=kind, epochs=args.epochs, seed=args.seed, threads=args.threads),
+            TrainOptions(
+                kind=kind,
+                epochs=args.gan_epochs if kind == "gan" else args.epochs,
+                seed=args.seed,
+                threads=args.threads,
+            ),
         )
         timings[label] = time.perf_counter() - t0
+        print(f"# trained {label}: {timings[label]:.1f} s", flush=True)
 
     def template_vector(name: str) -> np.ndarray:
         return unit_rows(embed_texts([t.format(name) for t in TEMPLATES]).mean(0, keepdims=True))[0]

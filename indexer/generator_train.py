@@ -28,7 +28,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -235,6 +235,8 @@ class TrainOptions:
         temperature: Of the contrastive loss.
         seed: Seeds initialisation, batches and noise.
         threads: Torch threads (None: torch's default).
+        max_steps: Fewer epochs when they would take more steps than this (a large
+            collection needs fewer passes; training stays within minutes on a CPU).
     """
 
     kind: GeneratorKind = DEFAULT_KIND
@@ -244,6 +246,7 @@ class TrainOptions:
     temperature: float = 0.05
     seed: int = 0
     threads: int | None = None
+    max_steps: int = 3000
 
 
 def train_generator(
@@ -276,6 +279,9 @@ def train_generator(
             f"only {n} captioned images: the generator needs at least {MIN_PAIRS} (captions "
             f"from --captions, labels.jsonl, .txt sidecars or XMP/IPTC descriptions)"
         )
+    steps_per_epoch = max(1, n // options.batch_size)
+    epochs = max(1, min(options.epochs, options.max_steps // steps_per_epoch))
+    options = replace(options, epochs=epochs)
     if options.threads:
         torch.set_num_threads(options.threads)
     torch.manual_seed(options.seed)
