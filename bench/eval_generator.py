@@ -45,7 +45,7 @@ import numpy as np
 from indexer.config import ModelSettings
 from indexer.embed import Embedder
 from indexer.generator import FUSIONS, fuse_ranked, noise_seed, unit_rows
-from indexer.generator_train import TrainOptions, embed_descriptions, train_generator
+from indexer.generator_train import TrainOptions, _ridge, embed_descriptions, train_generator
 from indexer.shapes import synthetic
 from indexer.stores.interface import ScoredPoint
 
@@ -102,7 +102,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--k", type=int, default=4, help="generated vectors per description")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--gan-epochs", type=int, default=20, help="the GAN's (4 steps per batch)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="more is slower on 2 shared cores")
+    p.add_argument("--kind", default="gan", help="the kind measured in every variant")
+    p.add_argument("--fusion", default="mean", help="the fusion of the variants")
     p.add_argument(
         "--paragraphs", type=int, default=6, help="noisy paragraphs per seen concept, training"
     )
@@ -253,6 +255,9 @@ def main() -> None:
         timings[label] = time.perf_counter() - t0
         print(f"# trained {label}: {timings[label]:.1f} s", flush=True)
 
+    ridge = _ridge(np.concatenate([caption_vectors, desc_vectors]),
+                   np.concatenate([train_images, train_images[desc_rows]]))  # fmt: skip
+
     def template_vector(name: str) -> np.ndarray:
         return unit_rows(embed_texts([t.format(name) for t in TEMPLATES]).mean(0, keepdims=True))[0]
 
@@ -278,19 +283,23 @@ def main() -> None:
         out["CuPL + visual query expansion"] = ids(expanded)
         seed = noise_seed(descriptions)
         for label, generator in generators.items():
-            for fusion in FUSIONS if label == "mlp" else ("rrf",):
+            main = label == args.kind
+            for fusion in FUSIONS if main else (args.fusion,):
                 lists = ranked(images, generator.generate(described, args.k, seed=seed))
                 fused = fuse_ranked(lists, fusion, limit=100)
                 out[f"generated [{label}] k={args.k} {fusion}"] = [p.id for p, _, _ in fused]
-            if label == "mlp":
+            if main:
                 for k in (1, 8):
                     lists = ranked(images, generator.generate(described, k, seed=seed))
-                    fused = fuse_ranked(lists, "rrf", limit=100)
-                    out[f"generated [{label}] k={k} rrf"] = [p.id for p, _, _ in fused]
+                    fused = fuse_ranked(lists, args.fusion, limit=100)
+                    out[f"generated [{label}] k={k} {args.fusion}"] = [p.id for p, _, _ in fused]
                 lists = ranked(images, generator.generate(described, args.k, seed=seed))
                 lists.append(ranked(images, cupl)[0])
                 fused = fuse_ranked(lists, "rrf", limit=100)
                 out[f"generated [{label}] + text, rrf"] = [p.id for p, _, _ in fused]
+        linear = unit_rows(described @ ridge)
+        fused = fuse_ranked(ranked(images, linear), args.fusion, limit=100)
+        out[f"linear map only (ridge), {args.fusion}"] = [p.id for p, _, _ in fused]
         return out
 
     n = len(images)

@@ -788,7 +788,7 @@ class ImageSearch(CollectionClient):
 
         Args:
             captions: A CSV, TSV or Parquet file of (image, caption) pairs.
-            kind: ``mlp`` (the default, best measured) or ``gan``.
+            kind: ``gan`` (the default, best measured) or ``mlp``.
             epochs: Passes over the pairs (default 60).
 
         Returns:

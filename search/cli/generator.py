@@ -35,8 +35,8 @@ def generator() -> None:
     "--kind",
     type=click.Choice(["mlp", "gan"]),
     default=None,
-    help="mlp: residual MLP, contrastive loss (default, best measured); gan: conditional GAN "
-    "with a retrieval regulariser (Zhu et al. 2018).",
+    help="gan: conditional GAN with a retrieval regulariser (Zhu et al. 2018; default, best "
+    "measured); mlp: residual MLP, contrastive loss.",
 )
 @click.option("--epochs", type=click.IntRange(1, 10_000), default=None, help="Default 60.")
 @json_option("Print the summary as one JSON object.")

@@ -68,7 +68,7 @@ def test_train_reports_pairs_and_seconds_and_keeps_the_generator_with_the_store(
     assert summary["images"] == N_IMAGES
     assert summary["sources"] == {"labels.jsonl": N_IMAGES}
     assert isinstance(summary["seconds"], float)
-    assert summary["kind"] == "mlp" and summary["epochs"] == 5
+    assert summary["kind"] == "gan" and summary["epochs"] == 5
     assert Path(summary["file"]) == store / "documents" / f"{GENERATOR_DOCUMENT}.json"
     with open_store(build_settings(store=str(store)).store) as opened:
         generator = load_generator(opened)
@@ -107,7 +107,7 @@ def test_text_generate_explain_filters_and_negatives(trained):
     assert explain["generated"]["applied"] is True
     assert explain["generated"]["descriptions"] == ["a red circle"]
     assert explain["generated"]["vectors"] == 4  # search.generate_vectors for one description
-    assert explain["generated"]["fusion"] == "rrf"
+    assert explain["generated"]["fusion"] == "mean"
     assert "route" not in plain.explain and "generated" not in off.explain
     assert [h.id for h in off.hits] == [h.id for h in plain.hits]
 
