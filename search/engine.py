@@ -434,7 +434,8 @@ class SearchEngine:
         """``k`` generated vectors per description of a text or name part.
 
         Returns:
-            The unit vectors and the descriptions they came from.
+            The unit vectors (each description's first, noise-free one first, then each one's
+            second, ...) and the descriptions they came from.
         """
         generator = self.generator()
         descriptions = list(embedded.descriptions or [])
@@ -443,7 +444,11 @@ class SearchEngine:
             descriptions = [f"{embedded.explain['name']} in {len(descriptions)} prompt templates"]
         else:
             inputs = np.stack([self.embed_description(text) for text in descriptions])
-        return generator.generate(inputs, k, seed=noise_seed(descriptions)), descriptions
+        vectors = generator.generate(inputs, k, seed=noise_seed(descriptions))
+        # Vector-major order: every description's noise-free vector first, so a cap on the
+        # number of vectors drops noisy draws before it drops a description.
+        vectors = vectors.reshape(len(inputs), k, -1).transpose(1, 0, 2).reshape(len(vectors), -1)
+        return vectors, descriptions
 
     def embed_description(self, text: str) -> np.ndarray:
         """A description's embedding; a long one's is the unit mean of its 77-token chunks."""
@@ -472,7 +477,7 @@ class SearchEngine:
             sets[index] = vectors
             used += descriptions
         total = sum(len(v) for v in sets.values())
-        if total > settings.generate_max_vectors:  # keep each description's first vectors
+        if total > settings.generate_max_vectors:  # drops noisy draws first (vector-major)
             scale = settings.generate_max_vectors / total
             sets = {i: v[: max(1, int(len(v) * scale))] for i, v in sets.items()}
         rest = sum(

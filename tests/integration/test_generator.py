@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
@@ -256,3 +257,22 @@ def test_edge_batch_search_equals_one_search_per_vector(captioned):
         [(p.id, round(p.score, 5)) for p in ranked] for ranked in single
     ]
     assert all(len(ranked) == 7 for ranked in batch)
+
+
+def test_many_descriptions_are_capped_keeping_each_noise_free_vector(trained, monkeypatch):
+    _, store, _ = trained
+    descriptions = tuple(f"a red heart number {i}" for i in range(10))
+    knowledge = KnowledgeBase([KnowledgeEntry("manyfold", (), descriptions)])
+    monkeypatch.setenv("ANYSHOT_SEARCH__GENERATE_MAX_VECTORS", "12")
+    with ImageSearch(build_settings(store=str(store)), knowledge=knowledge) as client:
+        engine = client.engine
+        part = engine._resolve_name("manyfold")
+        vectors, used = engine.generated_vectors(part, 4)
+        result = client.query(name="manyfold", generate=True, k=3)
+    assert used == list(descriptions) and vectors.shape[0] == 40
+    noise_free = engine.generator().generate(
+        np.stack([engine.embed_description(d) for d in descriptions]), 1
+    )
+    assert np.allclose(vectors[:10], noise_free, atol=1e-5)
+    assert result.explain["generated"]["vectors"] == 12
+    assert len(result.hits) == 3
