@@ -807,6 +807,7 @@ class ImageSearch(CollectionClient):
             epochs=epochs or TrainOptions.epochs,
             threads=self.settings.model.threads,
         )
+        self.store.require_model()  # an empty store says so before a model loads
         embedder = self.embedder
         with self._exclusive("training the generator"):
             report = train_store_generator(

@@ -276,3 +276,8 @@ def test_many_descriptions_are_capped_keeping_each_noise_free_vector(trained, mo
     assert np.allclose(vectors[:10], noise_free, atol=1e-5)
     assert result.explain["generated"]["vectors"] == 12
     assert len(result.hits) == 3
+
+
+def test_training_an_empty_store_is_one_line_exit_1(tmp_path):
+    code, out, err = run("generator", "train", "--store", str(tmp_path / "none"), "--json")
+    assert code == 1 and out == "" and err.count("\n") == 1
