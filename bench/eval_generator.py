@@ -44,7 +44,7 @@ import numpy as np
 
 from indexer.config import ModelSettings
 from indexer.embed import Embedder
-from indexer.generator import FUSIONS, fuse_ranked, noise_seed, unit_rows
+from indexer.generator import FUSIONS, chunk_text, fuse_ranked, noise_seed, unit_rows
 from indexer.generator_train import TrainOptions, _ridge, embed_descriptions, train_generator
 from indexer.shapes import synthetic
 from indexer.stores.interface import ScoredPoint
@@ -297,6 +297,18 @@ def main() -> None:
                 lists.append(ranked(images, cupl)[0])
                 fused = fuse_ranked(lists, "rrf", limit=100)
                 out[f"generated [{label}] + text, rrf"] = [p.id for p, _, _ in fused]
+        if kind == "noisy":
+            # Each 77-token chunk of each paragraph through the generator on its own (the
+            # attribute sentence's chunk is not averaged with the distractors'), fused.
+            chunks = [c for text in descriptions for c in chunk_text(text)]
+            chunk_vectors = embed_texts(chunks)
+            fused = fuse_ranked(ranked(images, chunk_vectors), "max", limit=100)
+            out["description: each chunk searched, max"] = [p.id for p, _, _ in fused]
+            main = generators[args.kind]
+            for fusion in ("max", args.fusion):
+                lists = ranked(images, main.generate(chunk_vectors, args.k, seed=seed))
+                fused = fuse_ranked(lists, fusion, limit=100)
+                out[f"generated [{args.kind}] per chunk, {fusion}"] = [p.id for p, _, _ in fused]
         linear = unit_rows(described @ ridge)
         fused = fuse_ranked(ranked(images, linear), args.fusion, limit=100)
         out[f"linear map only (ridge), {args.fusion}"] = [p.id for p, _, _ in fused]
