@@ -13,9 +13,9 @@ Every query is a list of :class:`~search.query.QueryPart`. Each part becomes a u
 
 The query vector is the unit sum of the parts' vectors times their weights (a negative weight
 pushes results away). With **generated visual features** (``generate``), each positive text and
-name part (not a concept) is turned into descriptions, each description (long ones as the mean
-of their 77-token chunks) into its text embedding and that into ``search.generate_vectors``
-image-like vectors by the collection's generator (:mod:`indexer.generator`); vector ``i`` of
+name part (not a concept) is turned into descriptions, each description (each 77-token chunk
+of a long one) into its text embedding and that into ``search.generate_vectors`` image-like
+vectors by the collection's generator (:mod:`indexer.generator`); vector ``i`` of
 the query is the unit sum of the generated vectors ``i`` and the other parts (negatives too),
 and one batch search fuses their ranked lists (``search.generate_fusion``). Optional **visual
 query expansion** (text and name queries): search, take
@@ -431,10 +431,11 @@ class SearchEngine:
             self._generator = None
 
     def generated_vectors(self, embedded: _Embedded, k: int) -> tuple[np.ndarray, list[str]]:
-        """``k`` generated vectors per description of a text or name part.
+        """``k`` generated vectors per description (per chunk of a long one) of a text or
+        name part.
 
         Returns:
-            The unit vectors (each description's first, noise-free one first, then each one's
+            The unit vectors (each chunk's first, noise-free one first, then each one's
             second, ...) and the descriptions they came from.
         """
         generator = self.generator()
@@ -443,17 +444,15 @@ class SearchEngine:
             inputs = embedded.vector[None, :]  # the templates' mean: one description
             descriptions = [f"{embedded.explain['name']} in {len(descriptions)} prompt templates"]
         else:
-            inputs = np.stack([self.embed_description(text) for text in descriptions])
+            # Each 77-token chunk on its own: a long description's telling sentence is not
+            # averaged with the rest (measured: bench/README.md, "Generated visual features").
+            chunks = [chunk for text in descriptions for chunk in (chunk_text(text) or [text])]
+            inputs = self.embed_texts(chunks)
         vectors = generator.generate(inputs, k, seed=noise_seed(descriptions))
         # Vector-major order: every description's noise-free vector first, so a cap on the
         # number of vectors drops noisy draws before it drops a description.
         vectors = vectors.reshape(len(inputs), k, -1).transpose(1, 0, 2).reshape(len(vectors), -1)
         return vectors, descriptions
-
-    def embed_description(self, text: str) -> np.ndarray:
-        """A description's embedding; a long one's is the unit mean of its 77-token chunks."""
-        chunks = chunk_text(text) or [text]
-        return unit(self.embed_texts(chunks).sum(axis=0))
 
     def _query_generated(
         self,
@@ -472,10 +471,12 @@ class SearchEngine:
         per = settings.generate_vectors
         sets: dict[int, np.ndarray] = {}
         used: list[str] = []
+        inputs = 0
         for index in generated:
             vectors, descriptions = self.generated_vectors(embedded[index], per)
             sets[index] = vectors
             used += descriptions
+            inputs += len(vectors) // per
         total = sum(len(v) for v in sets.values())
         if total > settings.generate_max_vectors:  # drops noisy draws first (vector-major)
             scale = settings.generate_max_vectors / total
@@ -521,6 +522,7 @@ class SearchEngine:
         explain["generated"] = {
             "applied": True,
             "descriptions": used,
+            "chunks": inputs,
             "vectors": sum(len(v) for v in sets.values()),
             "searches": len(queries),
             "per_description": per,

@@ -107,6 +107,7 @@ def test_text_generate_explain_filters_and_negatives(trained):
     assert explain["route"] == "generated"
     assert explain["generated"]["applied"] is True
     assert explain["generated"]["descriptions"] == ["a red circle"]
+    assert explain["generated"]["chunks"] == 1
     assert explain["generated"]["vectors"] == 4  # search.generate_vectors for one description
     assert explain["generated"]["fusion"] == "mean"
     assert "route" not in plain.explain and "generated" not in off.explain
@@ -124,7 +125,8 @@ def test_described_name_generates_per_description_and_long_text_is_chunked(train
         result = client.query(name="vornel", generate=True, k=3)
     generated = result.explain["generated"]
     assert generated["descriptions"] == ["a red heart", paragraph + " It is a red heart."]
-    assert generated["vectors"] == 8
+    assert generated["chunks"] == 4  # the paragraph's 89 words: 3 chunks of whole sentences
+    assert generated["vectors"] == 16
     assert len(result.hits) == 3
 
 
@@ -270,9 +272,7 @@ def test_many_descriptions_are_capped_keeping_each_noise_free_vector(trained, mo
         vectors, used = engine.generated_vectors(part, 4)
         result = client.query(name="manyfold", generate=True, k=3)
     assert used == list(descriptions) and vectors.shape[0] == 40
-    noise_free = engine.generator().generate(
-        np.stack([engine.embed_description(d) for d in descriptions]), 1
-    )
+    noise_free = engine.generator().generate(engine.embed_texts(list(descriptions)), 1)
     assert np.allclose(vectors[:10], noise_free, atol=1e-5)
     assert result.explain["generated"]["vectors"] == 12
     assert len(result.hits) == 3
