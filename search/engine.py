@@ -494,7 +494,8 @@ class SearchEngine:
             ]
         )
         depth = max(_MIN_CANDIDATES, _CANDIDATE_FACTOR * (offset + k))
-        lists = self.store.search_batch(queries, limit=depth, where=where)
+        # Payloads only for the hits returned: the fused lists hold up to depth × vectors points.
+        lists = self.store.search_batch(queries, limit=depth, where=where, with_payload=False)
         fused = fuse_ranked(lists, settings.generate_fusion, limit=depth)
         kept: list[tuple[ScoredPoint, float]] = []
         vectors = (
@@ -532,9 +533,11 @@ class SearchEngine:
         explain["expansion"] = {"applied": False, "reason": "not with generated features"}
         explain["collapsed"] = collapsed
         explain["collapse_threshold"] = collapse
+        page = kept[offset : offset + k]
+        payloads = {p.id: p.payload for p in self.store.retrieve([p.id for p, _ in page])}
         hits = [
-            Hit(p.id, str(p.payload.get("uri", "")), score, p.payload)
-            for p, score in kept[offset : offset + k]
+            Hit(p.id, str(payloads.get(p.id, {}).get("uri", "")), score, payloads.get(p.id, {}))
+            for p, score in page
         ]
         return SearchResult(hits, explain)
 

@@ -443,6 +443,7 @@ class EdgeStore(VectorStore):
         limit: int,
         where: PayloadFilter | None = None,
         score_threshold: float | None = None,
+        with_payload: bool = True,
     ) -> list[list[ScoredPoint]]:
         shard = self._require_shard()
         edge_filter = translate_filter(where, EDGE_FILTERS)
@@ -450,7 +451,7 @@ class EdgeStore(VectorStore):
             qe.QueryRequest(
                 limit=limit,
                 query=qe.Query.Nearest(vector.tolist(), using=VECTOR_NAME),
-                with_payload=True,
+                with_payload=with_payload,
                 filter=edge_filter,
                 score_threshold=score_threshold,
                 params=self._search_params,
