@@ -26,8 +26,9 @@ Set-up, all deterministic from ``--seed``:
 Routes, side by side: the name in prompt templates; the (first) description's text embedding:
 its first chunk, and the mean of its chunks; CuPL (the mean of all descriptions plus the name's
 templates, what ``--name`` does today); visual query expansion of that; generated features
-(k vectors per description, one multi-vector search, fused); generated + text (the generated
-lists and the CuPL list fused by RRF).
+(k vectors per description's chunk mean, or per chunk as ``--generate`` does, one
+multi-vector search, fused); generated + text (the generated lists and the CuPL list fused by
+RRF); the linear map alone (the generator's ridge start).
 
 Metrics: P@10 and AP@100 per concept, mean with a 95% bootstrap interval over concepts (1000
 resamples); chance: the mean fraction of relevant images.

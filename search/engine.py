@@ -526,7 +526,7 @@ class SearchEngine:
             "chunks": inputs,
             "vectors": sum(len(v) for v in sets.values()),
             "searches": len(queries),
-            "per_description": per,
+            "per_chunk": per,
             "fusion": settings.generate_fusion,
             "generator": {"kind": generator.kind, "pairs": generator.pairs},
         }
