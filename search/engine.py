@@ -43,7 +43,7 @@ from PIL import Image
 
 from indexer.config import SearchSettings
 from indexer.decode import decode_image, load_image
-from indexer.errors import ImageDecodeError, ModelMismatchError, QueryError
+from indexer.errors import ImageDecodeError, ModelMismatchError, QueryError, StoreError
 from indexer.generator import Generator, chunk_text, fuse_ranked, load_generator, noise_seed
 from indexer.stores.interface import PayloadFilter, ScoredPoint, VectorStore
 from search.concepts import ConceptRegistry
@@ -415,7 +415,12 @@ class SearchEngine:
         """
         with self._generator_lock:
             if self._generator is None:
-                found = load_generator(self.store)
+                try:
+                    found = load_generator(self.store)
+                except StoreError as exc:  # the document, not the collection: train again
+                    raise QueryError(
+                        f"{exc}: train the generator again with `anyshot generator train`"
+                    ) from exc
                 if found is None:
                     raise QueryError(
                         "no generator trained for this collection: run `anyshot generator "

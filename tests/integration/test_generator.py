@@ -281,3 +281,20 @@ def test_many_descriptions_are_capped_keeping_each_noise_free_vector(trained, mo
 def test_training_an_empty_store_is_one_line_exit_1(tmp_path):
     code, out, err = run("generator", "train", "--store", str(tmp_path / "none"), "--json")
     assert code == 1 and out == "" and err.count("\n") == 1
+
+
+def test_a_damaged_generator_is_one_line_and_the_collection_still_answers(trained, tmp_path):
+    _, template, _ = trained
+    store = copy_store(template, tmp_path)
+    document = store / "documents" / f"{GENERATOR_DOCUMENT}.json"
+    data = json.loads(document.read_text())
+    data["weights"]["w1"]["shape"] = [1, 1]
+    document.write_text(json.dumps(data))
+    code, out, err = run("search", "a red circle", "--generate", "--store", str(store))
+    assert code == 1 and out == "" and err.count("\n") == 1
+    assert "damaged generator document" in err and "anyshot generator train" in err
+    with TestClient(create_app(build_settings(store=str(store), workers=0))) as http:
+        reply = http.get("/search", params={"q": "a red circle", "generate": "true"})
+        plain = http.get("/search", params={"q": "a red circle", "k": 3})
+    assert reply.status_code == 400 and reply.json()["type"] == "QueryError"
+    assert plain.status_code == 200 and len(plain.json()["hits"]) == 3
