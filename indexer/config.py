@@ -530,6 +530,27 @@ class SearchSettings(BaseModel):
         le=1.0,
         description="Share of the top images' mean in the expanded query (0: text only).",
     )
+    generate: bool = Field(
+        False,
+        description=(
+            "Search text and name queries by generated visual features by default: the "
+            "collection's generator (anyshot generator train) turns each description into "
+            "image-like vectors and one multi-vector search fuses their neighbours."
+        ),
+    )
+    generate_vectors: int = Field(
+        4, ge=1, le=64, description="Generated vectors per description (the first is noise-free)."
+    )
+    generate_max_vectors: int = Field(
+        32, ge=1, le=256, description="At most this many generated vectors per query."
+    )
+    generate_fusion: Literal["rrf", "max", "mean"] = Field(
+        "mean",
+        description=(
+            "How the ranked lists of the generated vectors are fused: rrf (reciprocal rank), "
+            "max (a hit's best cosine) or mean (its mean cosine)."
+        ),
+    )
     duplicate_threshold: float = Field(
         0.95,
         gt=0.0,

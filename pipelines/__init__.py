@@ -7,6 +7,7 @@ from indexer.lazy_exports import lazy_exports
 _EXPORTS = {
     "index_images": "pipelines.index_flow",
     "run_index_flow": "pipelines.index_flow",
+    "train_generator": "pipelines.generator_flow",
     "serve_index_schedule": "pipelines.schedule",
 }
 

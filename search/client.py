@@ -604,6 +604,7 @@ class ImageSearch(CollectionClient):
             threshold=request.threshold,
             min_confidence=request.min_confidence,
             expand=request.expand,
+            generate=request.generate,
             collapse_duplicates=request.collapse_duplicates,
         )
         if request.sort is not None:
@@ -634,6 +635,7 @@ class ImageSearch(CollectionClient):
                     threshold=request.threshold,
                     min_confidence=0.0,  # the text inside decides; no confidence is applied
                     expand=request.expand,
+                    generate=request.generate,
                     collapse_duplicates=request.collapse_duplicates,
                 ).hits
 
@@ -779,6 +781,53 @@ class ImageSearch(CollectionClient):
         engine = self.engine
         with self._exclusive("tagging"):
             return tag_images(engine, labels, top=top, min_score=min_score, progress=progress)
+
+    def train_generator(
+        self,
+        *,
+        captions: str | Path | None = None,
+        kind: str | None = None,
+        epochs: int | None = None,
+    ) -> dict[str, Any]:
+        """Train the collection's generator of visual features from its captioned images and
+        keep it with the collection (:mod:`indexer.generator_train` says where captions come
+        from).
+
+        Args:
+            captions: A CSV, TSV or Parquet file of (image, caption) pairs.
+            kind: ``gan`` (the default, best measured) or ``mlp``.
+            epochs: Passes over the pairs (default 60).
+
+        Returns:
+            The report: ``pairs``, ``images``, ``seconds``, ``kind``, ``epochs``, ``loss``,
+            ``sources``, ``skipped``, ``model``, ``file``.
+
+        Raises:
+            QueryError: Fewer than 20 captioned images.
+            ConfigError: The captions file cannot be read.
+            BusyError: Another run is writing the collection.
+        """
+        from indexer.generator_train import DEFAULT_KIND, TrainOptions, train_store_generator
+
+        options = TrainOptions(
+            kind=kind or DEFAULT_KIND,  # type: ignore[arg-type]
+            epochs=epochs or TrainOptions.epochs,
+            threads=self.settings.model.threads,
+        )
+        self.store.require_model()  # an empty store says so before a model loads
+        embedder = self.embedder
+        with self._exclusive("training the generator"):
+            report = train_store_generator(
+                self.store,
+                embedder.embed_texts,
+                embedder.identity,
+                captions_file=captions,
+                options=options,
+            )
+        with self._lock:
+            if self._engine is not None:
+                self._engine.forget_generator()
+        return report.to_dict()
 
     def tag_counts(self) -> dict[str, int]:
         """Images per tag, most frequent first (no model is loaded)."""

@@ -12,7 +12,13 @@ Every query is a list of :class:`~search.query.QueryPart`. Each part becomes a u
   3. **prompt templates** (the CLIP paper's ensemble, averaged).
 
 The query vector is the unit sum of the parts' vectors times their weights (a negative weight
-pushes results away). Optional **visual query expansion** (text and name queries): search, take
+pushes results away). With **generated visual features** (``generate``), each positive text and
+name part (not a concept) is turned into descriptions, each description (each 77-token chunk
+of a long one) into its text embedding and that into ``search.generate_vectors`` image-like
+vectors by the collection's generator (:mod:`indexer.generator`); vector ``i`` of
+the query is the unit sum of the generated vectors ``i`` and the other parts (negatives too),
+and one batch search fuses their ranked lists (``search.generate_fusion``). Optional **visual
+query expansion** (text and name queries): search, take
 the mean embedding of the top images, blend it into the query, search again.
 
 Scores are cosine similarities to the vector searched, and their scale depends on what was
@@ -42,7 +48,8 @@ from PIL import Image
 
 from indexer.config import SearchSettings
 from indexer.decode import decode_image, load_image
-from indexer.errors import ImageDecodeError, ModelMismatchError, QueryError
+from indexer.errors import ImageDecodeError, ModelMismatchError, QueryError, StoreError
+from indexer.generator import Generator, chunk_text, fuse_ranked, load_generator, noise_seed
 from indexer.stores.interface import PayloadFilter, ScoredPoint, VectorStore
 from search.concepts import ConceptRegistry
 from search.confidence import calibration_for, check_min_confidence
@@ -88,6 +95,7 @@ class _Embedded:
     vector: np.ndarray
     modality: str  # "text" or "image"
     explain: dict[str, Any]
+    descriptions: list[str] | None = None  # what a generator may read (text and name parts)
 
 
 class SearchEngine:
@@ -128,6 +136,8 @@ class SearchEngine:
         self._text_cache_lock = threading.Lock()
         self._domain_warned = False
         self._domain_warned_lock = threading.Lock()
+        self._generator: Generator | None = None
+        self._generator_lock = threading.Lock()
 
     # -- embedding -----------------------------------------------------------------------------
 
@@ -262,6 +272,7 @@ class SearchEngine:
                     "descriptions": list(entry.descriptions),
                     "source": entry.source,
                 },
+                list(entry.descriptions),
             )
         if not self.settings.name_templates:
             raise QueryError(
@@ -273,13 +284,14 @@ class SearchEngine:
             self.embed_templates(target),
             "text",
             {"name": name, "resolved_as": "templates", "templates": len(PROMPT_TEMPLATES)},
+            [template.format(target) for template in PROMPT_TEMPLATES],
         )
 
     def _embed_part(self, part: QueryPart) -> _Embedded:
         if part.kind == "text":
             if not isinstance(part.value, str) or not part.value.strip():
                 raise QueryError("empty text query")
-            return _Embedded(self.embed_texts([part.value])[0], "text", {})
+            return _Embedded(self.embed_texts([part.value])[0], "text", {}, [part.value])
         if part.kind == "name":
             return self._resolve_name(part.value)
         if part.kind == "id":
@@ -303,6 +315,7 @@ class SearchEngine:
         expand: bool | None = None,
         collapse_duplicates: bool | float = False,
         min_confidence: float | None = None,
+        generate: bool | None = None,
     ) -> SearchResult:
         """Answer a query of one or more weighted parts.
 
@@ -317,13 +330,17 @@ class SearchEngine:
                 ``search.duplicate_threshold``, a float is the image↔image threshold.
             min_confidence: No hits at all when the query's confidence (:mod:`search.confidence`)
                 is below this; None: ``search.min_confidence``.
+            generate: Search text and name parts by generated visual features (module docs);
+                None: ``search.generate``. The threshold then applies to a hit's best cosine
+                to the generated vectors.
 
         Returns:
             Hits, best first, and ``explain`` (with ``confidence`` and ``no_match``).
 
         Raises:
             QueryError: No positive part, an empty text, an unknown id, an unreadable image, a
-                minimum confidence outside [0, 1].
+                minimum confidence outside [0, 1]; generation asked for with no generator
+                trained, or one of another model.
         """
         if min_confidence is None:
             min_confidence = self.settings.min_confidence
@@ -349,6 +366,31 @@ class SearchEngine:
         warnings = self._domain_warnings(parts, embedded)
         if warnings:
             explain["warnings"] = warnings
+
+        generate = self.settings.generate if generate is None else generate
+        generated = [
+            i
+            for i, (p, e) in enumerate(zip(parts, embedded, strict=True))
+            if p.weight > 0 and e.descriptions is not None
+        ]
+        if generate and generated:
+            result = self._query_generated(
+                parts,
+                embedded,
+                generated,
+                explain,
+                k=k,
+                offset=offset,
+                where=where,
+                threshold=threshold,
+                collapse=self._collapse_threshold(collapse_duplicates),
+            )
+            # Confidence stays on the plain query's scale (generated scores are image↔image).
+            return self._confident(
+                result.hits, explain, query, scale, parts, where, [], min_confidence
+            )
+        if generate:
+            explain["generated"] = {"applied": False, "reason": "only for text and name queries"}
 
         expand = self.settings.expand if expand is None else expand
         searched = query
@@ -378,13 +420,28 @@ class SearchEngine:
             )
         explain["collapse_threshold"] = collapse
         reusable = found if offset == 0 and not expanded else []
-        confident = self._confidence(query, scale, parts, where, reusable)
+        hits = [Hit(p.id, str(p.payload.get("uri", "")), p.score, p.payload) for p in found]
+        return self._confident(hits, explain, query, scale, parts, where, reusable, min_confidence)
+
+    def _confident(
+        self,
+        hits: list[Hit],
+        explain: dict[str, Any],
+        query: np.ndarray,
+        scale: str,
+        parts: Sequence[QueryPart],
+        where: PayloadFilter | None,
+        found: list[ScoredPoint],
+        min_confidence: float | None,
+    ) -> SearchResult:
+        """The result with the query's confidence in ``explain``; no hits below
+        ``min_confidence``."""
+        confident = self._confidence(query, scale, parts, where, found)
         explain.update(confident)
         explain["min_confidence"] = min_confidence
         if min_confidence is not None and confident["confidence"] < min_confidence:
             explain["below_min_confidence"] = True
             return SearchResult([], explain)
-        hits = [Hit(p.id, str(p.payload.get("uri", "")), p.score, p.payload) for p in found]
         return SearchResult(hits, explain)
 
     def _confidence(
@@ -421,6 +478,147 @@ class SearchEngine:
                 "source": calibration.source,
             },
         }
+
+    # -- generated visual features ------------------------------------------------------------
+
+    def generator(self) -> Generator:
+        """The collection's generator, read once and checked against the model.
+
+        Raises:
+            QueryError: None was trained, or it was trained for another model.
+        """
+        with self._generator_lock:
+            if self._generator is None:
+                try:
+                    found = load_generator(self.store)
+                except StoreError as exc:  # the document, not the collection: train again
+                    raise QueryError(
+                        f"{exc}: train the generator again with `anyshot generator train`"
+                    ) from exc
+                if found is None:
+                    raise QueryError(
+                        "no generator trained for this collection: run `anyshot generator "
+                        "train` first (or search without --generate)"
+                    )
+                found.check_model(self.embedder.identity)
+                self._generator = found
+            return self._generator
+
+    def forget_generator(self) -> None:
+        """Read the generator again on next use (after training a new one)."""
+        with self._generator_lock:
+            self._generator = None
+
+    def generated_vectors(self, embedded: _Embedded, k: int) -> tuple[np.ndarray, list[str]]:
+        """``k`` generated vectors per description (per chunk of a long one) of a text or
+        name part.
+
+        Returns:
+            The unit vectors (each chunk's first, noise-free one first, then each one's
+            second, ...) and the descriptions they came from.
+        """
+        generator = self.generator()
+        descriptions = list(embedded.descriptions or [])
+        if embedded.explain.get("resolved_as") == "templates":
+            inputs = embedded.vector[None, :]  # the templates' mean: one description
+            descriptions = [f"{embedded.explain['name']} in {len(descriptions)} prompt templates"]
+        else:
+            # Each 77-token chunk on its own: a long description's telling sentence is not
+            # averaged with the rest (measured: bench/README.md, "Generated visual features").
+            chunks = [chunk for text in descriptions for chunk in (chunk_text(text) or [text])]
+            inputs = self.embed_texts(chunks)
+        vectors = generator.generate(inputs, k, seed=noise_seed(descriptions))
+        # Vector-major order: every description's noise-free vector first, so a cap on the
+        # number of vectors drops noisy draws before it drops a description.
+        vectors = vectors.reshape(len(inputs), k, -1).transpose(1, 0, 2).reshape(len(vectors), -1)
+        return vectors, descriptions
+
+    def _query_generated(
+        self,
+        parts: Sequence[QueryPart],
+        embedded: list[_Embedded],
+        generated: list[int],
+        explain: dict[str, Any],
+        *,
+        k: int,
+        offset: int,
+        where: PayloadFilter | None,
+        threshold: float | None,
+        collapse: float | None,
+    ) -> SearchResult:
+        settings = self.settings
+        per = settings.generate_vectors
+        sets: dict[int, np.ndarray] = {}
+        used: list[str] = []
+        inputs = 0
+        for index in generated:
+            vectors, descriptions = self.generated_vectors(embedded[index], per)
+            sets[index] = vectors
+            used += descriptions
+            inputs += len(vectors) // per
+        total = sum(len(v) for v in sets.values())
+        if total > settings.generate_max_vectors:  # drops noisy draws first (vector-major)
+            scale = settings.generate_max_vectors / total
+            sets = {i: v[: max(1, int(len(v) * scale))] for i, v in sets.items()}
+        rest = sum(
+            (p.weight * e.vector for i, (p, e) in enumerate(zip(parts, embedded, strict=True))
+             if i not in sets),
+            np.zeros_like(embedded[0].vector),
+        )  # fmt: skip
+        count = max(len(v) for v in sets.values())
+        queries = np.stack(
+            [
+                unit(rest + sum(parts[i].weight * v[j % len(v)] for i, v in sets.items()))
+                for j in range(count)
+            ]
+        )
+        depth = max(_MIN_CANDIDATES, _CANDIDATE_FACTOR * (offset + k))
+        # Payloads only for the hits returned: the fused lists hold up to depth × vectors points.
+        lists = self.store.search_batch(queries, limit=depth, where=where, with_payload=False)
+        fused = fuse_ranked(lists, settings.generate_fusion, limit=depth)
+        kept: list[tuple[ScoredPoint, float]] = []
+        vectors = (
+            self.stored_vectors([p.id for p, _, _ in fused])
+            if collapse is not None and fused
+            else None
+        )
+        kept_rows: list[int] = []
+        collapsed = 0
+        for row, (point, score, best) in enumerate(fused):
+            if threshold is not None and best < threshold:
+                continue
+            if (
+                vectors is not None
+                and kept_rows
+                and float(np.max(vectors[kept_rows] @ vectors[row])) >= (collapse or 1.0)
+            ):
+                collapsed += 1
+                continue
+            kept_rows.append(row)
+            kept.append((point, score))
+        generator = self.generator()
+        explain["route"] = "generated"
+        explain["score_scale"] = f"generated-{settings.generate_fusion}"
+        explain["generated"] = {
+            "applied": True,
+            "descriptions": used,
+            "chunks": inputs,
+            "vectors": sum(len(v) for v in sets.values()),
+            "searches": len(queries),
+            "per_chunk": per,
+            "fusion": settings.generate_fusion,
+            "generator": {"kind": generator.kind, "pairs": generator.pairs},
+        }
+        explain["expansion"] = {"applied": False, "reason": "not with generated features"}
+        explain["collapsed"] = collapsed
+        explain["collapse_threshold"] = collapse
+        page = kept[offset : offset + k]
+        payloads = {p.id: p.payload for p in self.store.retrieve([p.id for p, _ in page])}
+        hits = [
+            Hit(p.id, str(payloads.get(p.id, {}).get("uri", "")), score, payloads.get(p.id, {}))
+            for p, score in page
+        ]
+        return SearchResult(hits, explain)
 
     def _domain_warnings(self, parts: Sequence[QueryPart], embedded: list[_Embedded]) -> list[str]:
         """Warn when anyshot-tiny is asked for words outside its domain of coloured shapes.

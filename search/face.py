@@ -27,7 +27,7 @@ from PIL import Image
 
 from indexer.access import AccessPolicy, fetch_url, read_local_file
 from indexer.config import Runner
-from indexer.errors import ImageDecodeError, QueryError
+from indexer.errors import ConfigError, ImageDecodeError, QueryError
 from indexer.ocr import query_words
 from indexer.progress import ProgressCallback
 from indexer.schema import uri_path
@@ -149,6 +149,25 @@ class CollectionClient(abc.ABC):
         """Load a snapshot folder of this machine into the collection, checking every shard and
         row; ``trust`` adds folders or origins the server may serve the loaded images from."""
 
+    def train_generator(
+        self,
+        *,
+        captions: str | Path | None = None,
+        kind: str | None = None,
+        epochs: int | None = None,
+    ) -> dict[str, Any]:
+        """Train the collection's generator of visual features (``--generate`` searches).
+
+        Only where the collection is opened in this process; a served one refuses.
+
+        Raises:
+            ConfigError: The collection is reached over HTTP.
+        """
+        raise ConfigError(
+            f"{self.location}: train the generator where the collection is held (stop `anyshot "
+            f"serve`, or train in its process)"
+        )
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release the collection; the client is unusable afterwards."""
@@ -176,6 +195,7 @@ class CollectionClient(abc.ABC):
         threshold: float | None = None,
         min_confidence: float | None = None,
         expand: bool | None = None,
+        generate: bool | None = None,
         collapse_duplicates: bool | float = False,
         explain: bool = True,
         sort: str | None = None,
@@ -201,6 +221,8 @@ class CollectionClient(abc.ABC):
                 ``confidence``, 0–1: does anything match?) is below this; None: the setting
                 ``search.min_confidence``. Listings and searches by ``ocr`` have none.
             expand: Visual query expansion for text and name queries; None: the setting.
+            generate: Search text and name queries by generated visual features (the
+                collection's generator, ``anyshot generator train``); None: the setting.
             collapse_duplicates: Keep only the best of near-duplicate hits (True: the
                 setting's threshold; a float: that image↔image threshold).
             explain: Return how the query was built.
@@ -232,6 +254,7 @@ class CollectionClient(abc.ABC):
             threshold=threshold,
             min_confidence=min_confidence,
             expand=expand,
+            generate=generate,
             collapse_duplicates=collapse_duplicates,
             explain=explain,
             sort=sort,
@@ -254,6 +277,7 @@ class CollectionClient(abc.ABC):
         threshold: float | None = None,
         min_confidence: float | None = None,
         expand: bool | None = None,
+        generate: bool | None = None,
         collapse_duplicates: bool | float = False,
         sort: str | None = None,
         ocr: str | None = None,
@@ -276,6 +300,7 @@ class CollectionClient(abc.ABC):
             threshold=threshold,
             min_confidence=min_confidence,
             expand=expand,
+            generate=generate,
             collapse_duplicates=collapse_duplicates,
             explain=False,
             sort=sort,
@@ -318,6 +343,7 @@ def build_request(
     threshold: float | None = None,
     min_confidence: float | None = None,
     expand: bool | None = None,
+    generate: bool | None = None,
     collapse_duplicates: bool | float = False,
     explain: bool = False,
     sort: str | None = None,
@@ -369,6 +395,7 @@ def build_request(
             min_confidence=min_confidence,
             collapse_duplicates=collapse_duplicates,
             expand=expand,
+            generate=generate,
             explain=explain,
             sort=sort,
             ocr=ocr,

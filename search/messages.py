@@ -201,6 +201,11 @@ class SearchRequest(BaseModel):
     expand: bool | None = Field(
         None, description="Visual query expansion; empty: the server's default (search.expand)."
     )
+    generate: bool | None = Field(
+        None,
+        description="Search text and name queries by generated visual features (the "
+        "collection's generator); empty: the server's default (search.generate).",
+    )
     explain: bool = Field(False, description="Return how the query was built.")
     sort: Literal["taken", "-taken"] | None = Field(
         None,

@@ -436,6 +436,34 @@ class EdgeStore(VectorStore):
         found = self._call("search", shard.query, request)
         return [ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in found]
 
+    def search_batch(
+        self,
+        vectors: np.ndarray,
+        *,
+        limit: int,
+        where: PayloadFilter | None = None,
+        score_threshold: float | None = None,
+        with_payload: bool = True,
+    ) -> list[list[ScoredPoint]]:
+        shard = self._require_shard()
+        edge_filter = translate_filter(where, EDGE_FILTERS)
+        requests = [
+            qe.QueryRequest(
+                limit=limit,
+                query=qe.Query.Nearest(vector.tolist(), using=VECTOR_NAME),
+                with_payload=with_payload,
+                filter=edge_filter,
+                score_threshold=score_threshold,
+                params=self._search_params,
+            )
+            for vector in np.asarray(vectors, dtype=np.float32)
+        ]
+        found = self._call("search", shard.query_batch, qe.QueryBatchRequest(requests))
+        return [
+            [ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in points]
+            for points in found
+        ]
+
     def retrieve(self, ids: Sequence[int], *, with_vectors: bool = False) -> list[StoredPoint]:
         wanted = storable_ids(ids)
         if not wanted or self._shard is None:

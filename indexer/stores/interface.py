@@ -281,8 +281,11 @@ class VectorStore(abc.ABC):
         limit: int,
         where: PayloadFilter | None = None,
         score_threshold: float | None = None,
+        with_payload: bool = True,
     ) -> list[list[ScoredPoint]]:
-        """Run one search per row of ``vectors``; backends with a batch call override this."""
+        """Run one search per row of ``vectors``; backends with a batch call override this.
+
+        ``with_payload=False`` leaves the payloads empty (cheaper, for ranking only)."""
         return [
             self.search(vector, limit=limit, where=where, score_threshold=score_threshold)
             for vector in np.asarray(vectors, dtype=np.float32)

@@ -340,6 +340,7 @@ class QdrantClientStore(VectorStore):
         limit: int,
         where: PayloadFilter | None = None,
         score_threshold: float | None = None,
+        with_payload: bool = True,
     ) -> list[list[ScoredPoint]]:
         self.require_model()
         query_filter = translate_filter(where, CLIENT_FILTERS)
@@ -350,7 +351,7 @@ class QdrantClientStore(VectorStore):
                 limit=limit,
                 filter=query_filter,
                 score_threshold=score_threshold,
-                with_payload=True,
+                with_payload=with_payload,
             )
             for row in np.asarray(vectors, dtype=np.float32).tolist()
         ]

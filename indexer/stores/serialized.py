@@ -113,10 +113,15 @@ class SerializedStore(VectorStore):
         limit: int,
         where: PayloadFilter | None = None,
         score_threshold: float | None = None,
+        with_payload: bool = True,
     ) -> list[list[ScoredPoint]]:
         with self._lock:
             return self.inner.search_batch(
-                vectors, limit=limit, where=where, score_threshold=score_threshold
+                vectors,
+                limit=limit,
+                where=where,
+                score_threshold=score_threshold,
+                with_payload=with_payload,
             )
 
     def read_document(self, name: str) -> dict[str, Any] | None:

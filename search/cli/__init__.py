@@ -18,6 +18,7 @@ from search.cli.collection import dupes, info, tag
 from search.cli.common import AnyshotGroup, user_errors
 from search.cli.concepts import concept
 from search.cli.demo import demo
+from search.cli.generator import generator
 from search.cli.indexing import index, schedule
 from search.cli.searching import search
 from search.cli.serving import serve
@@ -56,6 +57,7 @@ for command in (
     info,
     serve,
     concept,
+    generator,
     tag,
     dupes,
     search,

@@ -86,6 +86,13 @@ from search.cli.common import (
     "(default: ANYSHOT_SEARCH__EXPAND, off).",
 )
 @click.option(
+    "--generate/--no-generate",
+    default=None,
+    help="Search by generated visual features: the collection's generator (`anyshot generator "
+    "train`) turns the text or the name's descriptions into image-like vectors (default: "
+    "ANYSHOT_SEARCH__GENERATE, off).",
+)
+@click.option(
     "--collapse-duplicates", is_flag=True, help="Show one image of each near-duplicate group."
 )
 @click.option(
@@ -112,6 +119,7 @@ def search(
     threshold: float | None,
     min_confidence: float | None,
     expand: bool | None,
+    generate: bool | None,
     collapse_duplicates: bool,
     explain: bool,
     as_json: bool,
@@ -134,6 +142,7 @@ def search(
       anyshot search "a red circle" --min-confidence 0.5 --explain --json
       anyshot search --image query.jpg -k 20 --json
       anyshot search --name heart --filter folder=/data/shapes
+      anyshot search --name vornel --generate --not "a plain background"
       anyshot search --id 1234567890
       anyshot search "a beach" --filter 'taken>=2023-06-01' --filter country=PT
       anyshot search --filter place=Lisbon --sort -taken --json
@@ -157,6 +166,7 @@ def search(
         threshold=threshold,
         min_confidence=min_confidence,
         expand=expand,
+        generate=generate,
         collapse_duplicates=collapse_duplicates,
         explain=True,  # the table's "no confident match" line needs the confidence
         sort=sort,

@@ -145,6 +145,10 @@ def add_search_by_query(routes: APIRouter, limits: ApiSettings) -> None:
         ] = None,
         collapse_duplicates: bool = False,
         expand: bool | None = None,
+        generate: Annotated[
+            bool | None,
+            Query(description="Search by generated visual features; empty: search.generate."),
+        ] = None,
         explain: bool = False,
         sort: Annotated[
             Literal["taken", "-taken"] | None,
@@ -169,6 +173,7 @@ def add_search_by_query(routes: APIRouter, limits: ApiSettings) -> None:
             min_confidence=min_confidence,
             collapse_duplicates=collapse_duplicates,
             expand=expand,
+            generate=generate,
             explain=explain,
             sort=sort,
             ocr=ocr,
