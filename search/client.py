@@ -601,6 +601,7 @@ class ImageSearch(CollectionClient):
             threshold=request.threshold,
             expand=request.expand,
             collapse_duplicates=request.collapse_duplicates,
+            group=request.group,
         )
         if request.sort is not None:
             result = SearchResult(sort_hits(result.hits, request.sort), result.explain)
@@ -630,6 +631,7 @@ class ImageSearch(CollectionClient):
                     threshold=request.threshold,
                     expand=request.expand,
                     collapse_duplicates=request.collapse_duplicates,
+                    group=False,  # the text search matches points, frames included
                 ).hits
 
         result = search_text_inside(

@@ -175,6 +175,7 @@ class CollectionClient(abc.ABC):
         threshold: float | None = None,
         expand: bool | None = None,
         collapse_duplicates: bool | float = False,
+        group: bool = True,
         explain: bool = True,
         sort: str | None = None,
         ocr: str | None = None,
@@ -198,6 +199,8 @@ class CollectionClient(abc.ABC):
             expand: Visual query expansion for text and name queries; None: the setting.
             collapse_duplicates: Keep only the best of near-duplicate hits (True: the
                 setting's threshold; a float: that image↔image threshold).
+            group: One hit per video (its best frame, with ``moments``); False: every
+                matching frame is a hit of its own.
             explain: Return how the query was built.
             sort: ``"taken"`` (oldest first) or ``"-taken"`` (newest first): the hits in the
                 order of the date taken. With no query at all, ``where`` alone lists the
@@ -227,6 +230,7 @@ class CollectionClient(abc.ABC):
             threshold=threshold,
             expand=expand,
             collapse_duplicates=collapse_duplicates,
+            group=group,
             explain=explain,
             sort=sort,
             ocr=ocr,
@@ -248,6 +252,7 @@ class CollectionClient(abc.ABC):
         threshold: float | None = None,
         expand: bool | None = None,
         collapse_duplicates: bool | float = False,
+        group: bool = True,
         sort: str | None = None,
         ocr: str | None = None,
     ) -> list[Hit]:
@@ -269,6 +274,7 @@ class CollectionClient(abc.ABC):
             threshold=threshold,
             expand=expand,
             collapse_duplicates=collapse_duplicates,
+            group=group,
             explain=False,
             sort=sort,
             ocr=ocr,
@@ -310,6 +316,7 @@ def build_request(
     threshold: float | None = None,
     expand: bool | None = None,
     collapse_duplicates: bool | float = False,
+    group: bool = True,
     explain: bool = False,
     sort: str | None = None,
     ocr: str | None = None,
@@ -357,6 +364,7 @@ def build_request(
             offset=offset,
             threshold=threshold,
             collapse_duplicates=collapse_duplicates,
+            group=group,
             expand=expand,
             explain=explain,
             sort=sort,

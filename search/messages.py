@@ -189,6 +189,11 @@ class SearchRequest(BaseModel):
         description="Show one image of each near-duplicate group: true (the server's threshold) "
         "or an image↔image similarity threshold.",
     )
+    group: bool = Field(
+        True,
+        description="One hit per video: its best frame (t) with the other matching moments; "
+        "false: every matching frame is a hit of its own.",
+    )
     expand: bool | None = Field(
         None, description="Visual query expansion; empty: the server's default (search.expand)."
     )
@@ -210,8 +215,17 @@ class HitBody(BaseModel):
         "fraction of the ocr words the image's text holds."
     )
     payload: dict[str, Any] = Field(description="Size, mtime, sha256, width, height, format, tags.")
-    image_url: str = Field(description="The original image, served by this API.")
-    thumbnail_url: str = Field(description="A cached JPEG thumbnail.")
+    image_url: str = Field(
+        description="The original image, served by this API; for a video, the video from the "
+        "moment (/videos/{id}#t=SECONDS)."
+    )
+    thumbnail_url: str = Field(description="A cached JPEG thumbnail (a video's: its frame).")
+    t: float | None = Field(
+        None, description="A video's hit: seconds from its start to the best matching frame."
+    )
+    moments: list[dict[str, float]] | None = Field(
+        None, description="A video's hit: its other matching frames, {t, score}, best first."
+    )
 
 
 class SearchReply(BaseModel):
