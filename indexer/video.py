@@ -31,7 +31,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -376,16 +376,25 @@ def _fill_gaps(container: Any, stream: Any, reader: _Reader) -> None:
                 break
 
 
-def read_frame_at(path: str, t: float, *, short_side: int = 512) -> Image.Image:
+def read_frame_at(
+    source: str | BinaryIO, t: float, *, short_side: int = 512, shown: str | None = None
+) -> Image.Image:
     """The frame of a video at (or just after) ``t`` seconds, for thumbnails.
+
+    Args:
+        source: The video's path, or the file opened (and checked) by the caller.
+        t: Seconds from the start.
+        short_side: The frame's short side at most, in pixels.
+        shown: How the video is named in errors; default its path.
 
     Raises:
         VideoDecodeError: The file cannot be opened or holds no frame there.
     """
     import av
 
+    path = shown if shown is not None else str(source)
     try:
-        container = av.open(path, metadata_errors="ignore")
+        container = av.open(source, metadata_errors="ignore")
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise VideoDecodeError(path, f"cannot open video: {_why(exc)}") from exc
     try:
