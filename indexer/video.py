@@ -182,6 +182,7 @@ class _Reader:
         self.elsewhere = 0.0  # seconds spent in on_frame: not the video's decoding time
         self.result = DecodedVideo()
         self.last_kept = -math.inf
+        self.last_seen = 0.0  # the latest frame time decoded
         self.last_tiny: np.ndarray | None = None
         self.size = (0, 0)
 
@@ -194,6 +195,7 @@ class _Reader:
     def offer(self, frame: Any, t: float, *, force: bool = False) -> None:
         """Keep ``frame`` when the rules say so."""
         choice = self.choice
+        self.last_seen = max(self.last_seen, t)
         if t < self.last_kept + choice.min_gap:
             return  # the cheap drop: no conversion
         tiny = frame.to_ndarray(width=TINY_SIZE[0], height=TINY_SIZE[1], format="rgb24")
@@ -291,6 +293,13 @@ def read_video_frames(
     result.frames.sort(key=lambda pair: pair[0])
     if result.times and result.duration <= 0:
         result.duration = max(result.times)
+    elif not result.notes and reader.last_seen < result.duration - max(
+        2 * choice.min_gap, 0.05 * result.duration
+    ):
+        result.notes.append(
+            f"the stream ended at {reader.last_seen:.1f} s of the {result.duration:.1f} s its "
+            "header claims (truncated or corrupt)"
+        )
     result.decode_seconds = time.monotonic() - reader.started - reader.elsewhere
     if not result.times:
         reason = "; ".join(result.notes) or "no frame could be decoded"
