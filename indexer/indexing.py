@@ -118,6 +118,8 @@ class IndexPlan:
             in their payload): a run with OCR on reads them (:func:`read_texts`).
         videos: Videos to read: new, changed, or left incomplete (:mod:`indexer.video_indexing`).
         video_uris: The URIs of every video of the source (their frames are not vanished).
+        vanished_frames: How many of ``vanished`` are frames of videos, and of how many
+            videos: ``removed`` counts files, a video once.
     """
 
     new: list[ImageRecord] = field(default_factory=list)
@@ -132,6 +134,7 @@ class IndexPlan:
     missing_text: list[ImageRecord] = field(default_factory=list)
     videos: list[VideoJob] = field(default_factory=list)
     video_uris: set[str] = field(default_factory=set)
+    vanished_frames: tuple[int, int] = (0, 0)
 
     @property
     def jobs(self) -> list[ImageJob]:
@@ -513,6 +516,7 @@ def plan_index(
         classify()
     if scope is not None:
         unreadable = () if prune else _unreadable_paths(problems)
+        gone_frames, gone_videos = 0, set()
         for prefix in scope.prefixes:
             for point in store.scroll(where=PayloadFilter(uri_prefix=prefix)):
                 uri = str(point.payload.get("uri", ""))
@@ -522,6 +526,10 @@ def plan_index(
                     plan.kept.append(point.id)
                 else:
                     plan.vanished.append(point.id)
+                    if point.payload.get("kind") == "video":
+                        gone_frames += 1
+                        gone_videos.add(uri)
+        plan.vanished_frames = (gone_frames, len(gone_videos))
     return plan
 
 
@@ -611,7 +619,8 @@ def finish_index(
     that could not be read are kept: bad input never loses indexed data.
     """
     store.delete(plan.vanished)
-    report.removed = len(plan.vanished)
+    frames, videos = plan.vanished_frames
+    report.removed = len(plan.vanished) - frames + videos
     # Idempotent, so that a retried finish does not count the known bad files twice.
     known = set(plan.known_bad)
     fresh = [s for s in report.skipped_images if s not in known]

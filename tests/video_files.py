@@ -73,6 +73,7 @@ def make_video(
         ``path``.
     """
     encoder, _, options = CODECS[codec]
+    path.parent.mkdir(parents=True, exist_ok=True)
     width, height = size
     length = max(s.end for s in segments)
     scenes = [_scene(s, height, seed=i + 1) for i, s in enumerate(segments)]
