@@ -151,3 +151,19 @@ def test_bad_videos_are_skipped_and_a_broken_change_keeps_the_frames(
     assert frames_of(client, story) == before  # never loses indexed data
     summary = broken.to_dict()
     assert any(p["path"] == str(story) for p in summary["problems"])
+
+
+def test_a_video_is_no_duplicate_of_itself(client: ImageSearch, tmp_path: Path) -> None:
+    folder = tmp_path / "still"
+    make_video(folder / "still.mp4", [Segment(0, 25, "star", "blue")], fps=5)
+    (folder / "copy.mp4").write_bytes((folder / "still.mp4").read_bytes())
+    report = client.index(folder)
+    assert report.videos == 2 and report.frames >= 6
+    groups = client.duplicates(threshold=0.98)
+    assert groups  # the copy's frames are the original's
+    for group in groups:
+        assert len(set(group.uris)) == len(group.uris) or set(group.uris) == {
+            str(folder / "still.mp4"),
+            str(folder / "copy.mp4"),
+        }
+    assert all(len(set(group.uris)) > 1 for group in groups)  # never one video alone
