@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import itertools
 import math
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from PIL import Image
 from video_files import CODECS, RED_CIRCLE_STORY, Segment, make_video
 
 from indexer.errors import ImageDecodeError, VideoDecodeError
@@ -198,3 +200,32 @@ def test_deadline_keeps_what_was_decoded(tmp_path: Path) -> None:
 def test_frame_cap(story: Path) -> None:
     video = read_video_frames(str(story), FrameChoice(max_frames=2))
     assert len(video.frames) == 2 and "video_max_frames (2)" in video.notes[0]
+
+
+def test_variable_frame_rate_times_come_from_the_stream(tmp_path: Path) -> None:
+    """30 fps for 3 s, then 2 fps: times are the frames' own, not counted at a fixed rate."""
+    from video_files import _scene
+
+    path = tmp_path / "vfr.mkv"
+    scenes = [_scene(segment, 90, seed=i + 1) for i, segment in enumerate(RED_CIRCLE_STORY)]
+    stamps = [i / 30 for i in range(90)] + [3 + i / 2 for i in range(10)]  # ms time base
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 160, 90, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for t in stamps:
+            which = 0 if t < 3 else 1 if t < 5 else 2
+            canvas = Image.new("RGB", (160, 90), "white")
+            canvas.paste(scenes[which], (35, 0))
+            frame = av.VideoFrame.from_image(canvas)
+            frame.pts, frame.time_base = round(t * 1000), Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    video = read_video_frames(str(path), FrameChoice())
+    circle = [t for t, image in video.frames if red_share(image) > 0.05]
+    assert circle and all(3.0 <= t < 5.0 for t in circle), video.times
+    # Still scenes: the first frame and the two cuts. At a fixed 30 fps count, the cut at 5 s
+    # (the 95th frame) would read 3.13 s.
+    assert video.times == [0.0, 3.0, 5.0] and abs(video.duration - 7.5) < 0.1
