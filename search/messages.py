@@ -16,7 +16,7 @@ import base64
 import binascii
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from indexer import errors
 from indexer.schema import POINT_ID_MAX
@@ -226,6 +226,16 @@ class HitBody(BaseModel):
     moments: list[dict[str, float]] | None = Field(
         None, description="A video's hit: its other matching frames, {t, score}, best first."
     )
+
+    @model_serializer(mode="wrap")
+    def _leave_out_video_keys_of_images(self, handler: SerializerFunctionWrapHandler):
+        # An image's hit keeps the shape it always had: no t, no moments. (No return
+        # annotation: the schema stays the model's.)
+        data = handler(self)
+        if data.get("t") is None:
+            data.pop("t", None)
+            data.pop("moments", None)
+        return data
 
 
 class SearchReply(BaseModel):
