@@ -97,8 +97,9 @@ def test_http_serves_frames_and_videos(indexed: tuple[Path, Path, dict]) -> None
     with TestClient(create_app(build_settings(store=str(store)))) as http:
         reply = http.get("/search", params={"q": "a red circle", "k": 3})
         assert reply.status_code == 200
-        hit = next(h for h in reply.json()["hits"] if h["t"] is not None)
-        frame, image = hit["id"], next(h for h in reply.json()["hits"] if h["t"] is None)
+        hit = next(h for h in reply.json()["hits"] if "t" in h)
+        frame, image = hit["id"], next(h for h in reply.json()["hits"] if "t" not in h)
+        assert "moments" not in image  # an image hit keeps its old shape
         assert hit["image_url"] == f"/videos/{frame}#t={hit['t']:g}"
         assert hit["thumbnail_url"] == f"/thumbs/{frame}"
         assert isinstance(hit["moments"], list)
