@@ -16,7 +16,9 @@ process (:func:`index_source`), or as Prefect tasks, locally or on a Dask cluste
   kept and counted as unchanged, and a source folder that holds no images any more is not
   emptied in the store, unless the run prunes (``IndexSettings.prune``);
 - **trust**: the run records the folders and web origins it indexed from in the store
-  (:mod:`indexer.trusted_roots`), which is what a server may serve.
+  (:mod:`indexer.trusted_roots`), which is what a server may serve;
+- **videos**: a video is planned, read and stored as a whole, one point per kept frame, after
+  the images (:mod:`indexer.video_indexing`), under the same rules.
 """
 
 from __future__ import annotations
