@@ -9,11 +9,19 @@ flow) build one and pass its sections down as values.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from indexer.errors import ConfigError
@@ -505,6 +513,10 @@ class ApiSettings(BaseModel):
     )
 
 
+SCORE_SCALES = ("text-image", "image-image", "mixed")
+"""The scales a query's scores are on (``explain["score_scale"]``)."""
+
+
 class SearchSettings(BaseModel):
     """How queries are answered: names, query expansion, duplicates, tagging."""
 
@@ -574,6 +586,46 @@ class SearchSettings(BaseModel):
     text_cache_size: int = Field(
         1024, ge=0, le=1_000_000, description="Query text embeddings kept in memory (LRU)."
     )
+    no_match_threshold: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "A query whose confidence is below this has no confident match: explain says "
+            "no_match, the CLI and the page say 'no confident match' above the results."
+        ),
+    )
+    min_confidence: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        description=(
+            "Default minimum confidence of a query: below it, no results at all (a request's "
+            "min_confidence overrides it); empty: results whatever the confidence."
+        ),
+    )
+    confidence_calibration: dict[str, tuple[float, float]] | None = Field(
+        None,
+        description=(
+            "Per score scale (text-image, image-image, mixed), the best score at which "
+            "confidence is 0.5 and the score step that moves it by one logit, as JSON: "
+            '{"text-image": [0.26, 0.02]}; scales left out keep the built-in values '
+            "(see search.confidence)."
+        ),
+    )
+
+    @field_validator("confidence_calibration")
+    @classmethod
+    def _check_calibration(
+        cls, value: dict[str, tuple[float, float]] | None
+    ) -> dict[str, tuple[float, float]] | None:
+        for scale, (centre, step) in (value or {}).items():
+            if scale not in SCORE_SCALES:
+                raise ValueError(f"unknown scale {scale!r}, not one of {SCORE_SCALES}")
+            if not (math.isfinite(centre) and math.isfinite(step) and step > 0):
+                raise ValueError(f"{scale}: a finite centre and a step above 0")
+        return value
 
 
 class Settings(BaseSettings):

@@ -57,6 +57,7 @@ from indexer.stores.opening import open_store
 from indexer.trusted_roots import TRUSTED_ROOTS_DOCUMENT, read_trusted_roots
 from search import snapshot_parts
 from search.concepts import Concept, ConceptRegistry
+from search.confidence import no_confidence
 from search.duplicates import find_duplicates
 from search.face import CollectionClient, CollectionInfo
 from search.filters import parse_filters
@@ -589,7 +590,9 @@ class ImageSearch(CollectionClient):
                 offset=request.offset,
                 sort=request.sort,
             )
-            return listed if request.explain else SearchResult(listed.hits)
+            if not request.explain:
+                return SearchResult(listed.hits)
+            return SearchResult(listed.hits, no_confidence(listed.explain))
         reader = examples or self._examples
         engine = self.engine  # an empty store or another model says so before images are read
         parts = request_parts(request, reader, engine.embedder.image_size)
@@ -599,6 +602,7 @@ class ImageSearch(CollectionClient):
             offset=request.offset,
             where=where,
             threshold=request.threshold,
+            min_confidence=request.min_confidence,
             expand=request.expand,
             collapse_duplicates=request.collapse_duplicates,
             group=request.group,
@@ -629,6 +633,7 @@ class ImageSearch(CollectionClient):
                     k=k,
                     where=scope,
                     threshold=request.threshold,
+                    min_confidence=0.0,  # the text inside decides; no confidence is applied
                     expand=request.expand,
                     collapse_duplicates=request.collapse_duplicates,
                     group=False,  # the text search matches points, frames included
@@ -644,7 +649,9 @@ class ImageSearch(CollectionClient):
         )
         if request.sort is not None:
             result = SearchResult(sort_hits(result.hits, request.sort), result.explain)
-        return result if request.explain else SearchResult(result.hits)
+        if not request.explain:
+            return SearchResult(result.hits)
+        return SearchResult(result.hits, no_confidence(result.explain))
 
     def search_vector(self, vector: Sequence[float] | np.ndarray, *, k: int = 10) -> list[Hit]:
         """The ``k`` images nearest to a raw embedding (clip-back's ``embedding_input``).

@@ -20,6 +20,11 @@ compared: text↔image similarities of CLIP models are low (about 0.2–0.35 for
 ViT-B-32), image↔image ones high (0.6–1.0). ``explain["score_scale"]`` names the scale of a
 result (``text-image``, ``image-image``, ``mixed``), and a threshold always applies on the
 scale of the query as given: with expansion it is checked against the un-expanded query.
+
+Every answer carries ``explain["confidence"]`` (in [0, 1]) and ``explain["no_match"]``: how sure
+it is that something in the collection (within the filters) matches at all, from the best score
+of the un-expanded query on a calibrated scale (:mod:`search.confidence`); ``min_confidence``
+turns an answer below it into no hits.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from indexer.decode import decode_image, load_image
 from indexer.errors import ImageDecodeError, ModelMismatchError, QueryError
 from indexer.stores.interface import PayloadFilter, ScoredPoint, VectorStore
 from search.concepts import ConceptRegistry
+from search.confidence import calibration_for, check_min_confidence
 from search.domain_words import TINY_MODEL, out_of_domain_warning, unknown_words
 from search.knowledge import KnowledgeBase, KnowledgeEntry, OnlineDescriptions
 from search.query import ExampleInput, ImageInput, QueryPart
@@ -304,6 +310,7 @@ class SearchEngine:
         expand: bool | None = None,
         collapse_duplicates: bool | float = False,
         group: bool = True,
+        min_confidence: float | None = None,
     ) -> SearchResult:
         """Answer a query of one or more weighted parts.
 
@@ -318,13 +325,19 @@ class SearchEngine:
                 ``search.duplicate_threshold``, a float is the image↔image threshold.
             group: One hit per video, its best frame's, with the other matching frames as
                 ``moments``; False: every frame is a hit of its own.
+            min_confidence: No hits at all when the query's confidence (:mod:`search.confidence`)
+                is below this; None: ``search.min_confidence``.
 
         Returns:
-            Hits, best first, and ``explain``.
+            Hits, best first, and ``explain`` (with ``confidence`` and ``no_match``).
 
         Raises:
-            QueryError: No positive part, an empty text, an unknown id, an unreadable image.
+            QueryError: No positive part, an empty text, an unknown id, an unreadable image, a
+                minimum confidence outside [0, 1].
         """
+        if min_confidence is None:
+            min_confidence = self.settings.min_confidence
+        min_confidence = check_min_confidence(min_confidence)
         if k < 1:
             raise QueryError(f"k must be at least 1, not {k}")
         if offset < 0:
@@ -381,7 +394,54 @@ class SearchEngine:
             found, explain["collapsed"] = fetch(k, offset)
             hits = [Hit(p.id, str(p.payload.get("uri", "")), p.score, p.payload) for p in found]
         explain["collapse_threshold"] = collapse
+        if group and any(hit.t is not None for hit in hits):
+            reusable = []  # grouped: other frames of a video are in moments, not in hits
+        elif offset == 0 and not expanded:
+            reusable = [ScoredPoint(hit.id, hit.score, hit.payload) for hit in hits]
+        else:
+            reusable = []
+        confident = self._confidence(query, scale, parts, where, reusable)
+        explain.update(confident)
+        explain["min_confidence"] = min_confidence
+        if min_confidence is not None and confident["confidence"] < min_confidence:
+            explain["below_min_confidence"] = True
+            return SearchResult([], explain)
         return SearchResult(hits, explain)
+
+    def _confidence(
+        self,
+        query: np.ndarray,
+        scale: str,
+        parts: Sequence[QueryPart],
+        where: PayloadFilter | None,
+        found: list[ScoredPoint],
+    ) -> dict[str, Any]:
+        """The query's confidence from its best score within ``where`` (see
+        :mod:`search.confidence`); a "more like this" image does not count as its own match.
+
+        ``found`` are the first hits of ``query`` itself when the search already has them
+        (offset 0, no expansion): no second search is needed then.
+        """
+        own = {int(part.value) for part in parts if part.kind == "id"}
+        best = next((p.score for p in found if p.id not in own), None)
+        if best is None:
+            top = self.store.search(query, limit=len(own) + 1, where=where)
+            best = next((p.score for p in top if p.id not in own), None)
+        calibration = calibration_for(
+            self.embedder.identity.name, scale, self.settings.confidence_calibration
+        )
+        # Nothing to compare (no image within the filters): nothing matches.
+        confidence = 0.0 if best is None else calibration.confidence(float(best))
+        return {
+            "confidence": round(confidence, 4),
+            "no_match": confidence < self.settings.no_match_threshold,
+            "best_score": None if best is None else round(float(best), 6),
+            "calibration": {
+                "centre": calibration.centre,
+                "step": calibration.step,
+                "source": calibration.source,
+            },
+        }
 
     def _domain_warnings(self, parts: Sequence[QueryPart], embedded: list[_Embedded]) -> list[str]:
         """Warn when anyshot-tiny is asked for words outside its domain of coloured shapes.

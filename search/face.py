@@ -32,6 +32,7 @@ from indexer.ocr import query_words
 from indexer.progress import ProgressCallback
 from indexer.schema import uri_path
 from indexer.stores.interface import PayloadFilter
+from search.confidence import check_min_confidence
 from search.filters import filter_expressions, parse_filters
 from search.listing import NO_QUERY, sort_key
 from search.messages import (
@@ -173,6 +174,7 @@ class CollectionClient(abc.ABC):
         offset: int = 0,
         where: PayloadFilter | Sequence[str] | str | None = None,
         threshold: float | None = None,
+        min_confidence: float | None = None,
         expand: bool | None = None,
         collapse_duplicates: bool | float = False,
         group: bool = True,
@@ -196,6 +198,9 @@ class CollectionClient(abc.ABC):
             offset: How many of the best hits to skip (pagination).
             where: A :class:`PayloadFilter`, or filter expressions (:func:`parse_filters`).
             threshold: Minimum score on the query's own scale (see ``explain``).
+            min_confidence: No hits at all when the query's confidence (``explain``'s
+                ``confidence``, 0–1: does anything match?) is below this; None: the setting
+                ``search.min_confidence``. Listings and searches by ``ocr`` have none.
             expand: Visual query expansion for text and name queries; None: the setting.
             collapse_duplicates: Keep only the best of near-duplicate hits (True: the
                 setting's threshold; a float: that image↔image threshold).
@@ -228,6 +233,7 @@ class CollectionClient(abc.ABC):
             offset=offset,
             where=where,
             threshold=threshold,
+            min_confidence=min_confidence,
             expand=expand,
             collapse_duplicates=collapse_duplicates,
             group=group,
@@ -250,6 +256,7 @@ class CollectionClient(abc.ABC):
         offset: int = 0,
         where: PayloadFilter | Sequence[str] | str | None = None,
         threshold: float | None = None,
+        min_confidence: float | None = None,
         expand: bool | None = None,
         collapse_duplicates: bool | float = False,
         group: bool = True,
@@ -272,6 +279,7 @@ class CollectionClient(abc.ABC):
             offset=offset,
             where=where,
             threshold=threshold,
+            min_confidence=min_confidence,
             expand=expand,
             collapse_duplicates=collapse_duplicates,
             group=group,
@@ -314,6 +322,7 @@ def build_request(
     offset: int = 0,
     where: PayloadFilter | Sequence[str] | str | None = None,
     threshold: float | None = None,
+    min_confidence: float | None = None,
     expand: bool | None = None,
     collapse_duplicates: bool | float = False,
     group: bool = True,
@@ -335,6 +344,7 @@ def build_request(
     if sort is not None:
         sort_key(sort)  # refused here, in the words of a local client
     check_window(k, offset, collapse_duplicates)
+    check_min_confidence(min_confidence)
     if isinstance(negatives, str | QueryPart):
         negatives = [negatives]  # one negative given bare, not its characters
     negative_texts: list[str] = []
@@ -363,6 +373,7 @@ def build_request(
             k=k,
             offset=offset,
             threshold=threshold,
+            min_confidence=min_confidence,
             collapse_duplicates=collapse_duplicates,
             group=group,
             expand=expand,

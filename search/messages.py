@@ -184,6 +184,15 @@ class SearchRequest(BaseModel):
     threshold: float | None = Field(
         None, ge=-1, le=1, allow_inf_nan=False, description="Only results scoring at least this."
     )
+    min_confidence: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="No results at all when the query's confidence (explain.confidence, 0-1) is "
+        "below this; empty: the server's default (search.min_confidence). Not applied to "
+        "listings by filters or searches by the text inside images (their confidence is null).",
+    )
     collapse_duplicates: bool | Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = Field(
         False,
         description="Show one image of each near-duplicate group: true (the server's threshold) "
@@ -243,7 +252,10 @@ class SearchReply(BaseModel):
 
     hits: list[HitBody]
     explain: dict[str, Any] | None = Field(
-        None, description="How the query was built (only when asked with explain=true)."
+        None,
+        description="How the query was built (only when asked with explain=true), with "
+        "confidence (0-1: how sure the answer is that anything matches; null for listings and "
+        "searches by ocr) and no_match (true: no confident match).",
     )
 
 

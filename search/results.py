@@ -80,6 +80,9 @@ class SearchResult:
             ``expansion`` (``applied`` and the ids it used), ``score_scale``, ``threshold``,
             ``collapsed`` (near-duplicates dropped), and ``warnings`` when something about the
             answer deserves a word (``anyshot-tiny`` asked for words outside its domain).
+            ``confidence`` (0–1, how sure the answer is that anything matches; null for a
+            listing by filters or a search by the text inside images) and ``no_match`` (the
+            confidence is below ``search.no_match_threshold``), see :mod:`search.confidence`.
     """
 
     hits: list[Hit]

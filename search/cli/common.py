@@ -23,7 +23,7 @@ from indexer.errors import AnyshotError
 
 if TYPE_CHECKING:
     from search.face import CollectionClient
-    from search.results import Hit
+    from search.results import Hit, SearchResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -70,6 +70,19 @@ class FiniteFloatRange(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return super().convert(number, param, ctx)
+
+
+class FiniteFloat(click.ParamType):
+    """Any finite float, range left to the library: a value out of its range is then the
+    library's one-line error (exit 1), as from Python or HTTP."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 
 
 # -- the collection -------------------------------------------------------------------------------
@@ -152,6 +165,30 @@ def clock(seconds: float) -> str:
     """83.4 → '0:01:23': a moment of a video as the table prints it."""
     whole = max(0, int(seconds))
     return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+
+
+def print_result(
+    result: SearchResult, *, as_json: bool, explain: bool = False, first_rank: int = 1
+) -> None:
+    """Print a search's hits (:func:`print_hits`), with a line "no confident match" above the
+    table when the answer says so (and there are hits, or the minimum confidence dropped them);
+    ``explain``: the confidence above the table, or with JSON one last line
+    ``{"explain": {...}}``."""
+    details = result.explain
+    if as_json:
+        print_hits(result.hits, as_json=True)
+        if explain:
+            echo_json({"explain": details})
+        return
+    if explain and details.get("confidence") is not None:
+        click.echo(
+            f"confidence {details['confidence']:.2f} (best score {details.get('best_score')}, "
+            f"{details.get('score_scale')})"
+        )
+    # Without hits, "no results" says it all, unless the minimum confidence took them away.
+    if details.get("no_match") and (result.hits or details.get("below_min_confidence")):
+        click.secho("no confident match", fg="yellow", bold=True)
+    print_hits(result.hits, as_json=False, first_rank=first_rank)
 
 
 def human_bytes(count: int | None) -> str:

@@ -6,10 +6,11 @@ import click
 
 from indexer.config import build_settings
 from search.cli.common import (
+    FiniteFloat,
     FiniteFloatRange,
     json_option,
     open_collection,
-    print_hits,
+    print_result,
     store_options,
 )
 
@@ -72,6 +73,13 @@ from search.cli.common import (
     help="Only results with at least this score (cosine, -1..1).",
 )
 @click.option(
+    "--min-confidence",
+    type=FiniteFloat(),
+    metavar="P",
+    help="No results at all when the query's confidence (0..1: does anything in the collection "
+    "match?) is below P (default: ANYSHOT_SEARCH__MIN_CONFIDENCE, none).",
+)
+@click.option(
     "--expand/--no-expand",
     default=None,
     help="Visual query expansion: blend the top images into the query and search again "
@@ -86,6 +94,12 @@ from search.cli.common import (
     show_default=True,
     help="One result per video (its best moment, the others as moments); --no-group: every "
     "matching frame.",
+)
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Say how sure the answer is: a line with its confidence above the table; with "
+    '--json, one last line {"explain": {...}} (confidence, no_match, the route taken).',
 )
 @json_option("One JSON object per line, best first.")
 def search(
@@ -103,9 +117,11 @@ def search(
     k: int,
     offset: int,
     threshold: float | None,
+    min_confidence: float | None,
     expand: bool | None,
     collapse_duplicates: bool,
     group: bool,
+    explain: bool,
     as_json: bool,
 ) -> None:
     """Search the collection by TEXT, an example --image, a --name, or an indexed --id; or
@@ -113,15 +129,18 @@ def search(
 
     Prints a table (rank, score, path; a video's as `path @ 0:01:23`, its best moment), or
     with --json one object per line (id, uri, score, payload; a video's also t, the seconds of
-    its best moment, and moments, its other matching frames as {t, score}), best first. While
-    `anyshot serve` holds the store, the search goes through it (a search from the command line
-    loads the model each time: for many searches, use `anyshot serve` or the Python client).
+    its best moment, and moments, its other matching frames as {t, score}), best first. When
+    nothing in the collection matches confidently, the table starts with a line "no confident
+    match" (--min-confidence drops such results). While `anyshot serve` holds the store, the
+    search goes through it (a search from the command line loads the model each time: for many
+    searches, use `anyshot serve` or the Python client).
 
     \b
     Examples:
       anyshot search "a red circle"
       anyshot search "a beach" --not "people" --filter format=JPEG --threshold 0.2
       anyshot search "a red circle" --expand --collapse-duplicates
+      anyshot search "a red circle" --min-confidence 0.5 --explain --json
       anyshot search --image query.jpg -k 20 --json
       anyshot search --name heart --filter folder=/data/shapes
       anyshot search --id 1234567890
@@ -146,14 +165,16 @@ def search(
         offset=offset,
         where=list(filters) or None,
         threshold=threshold,
+        min_confidence=min_confidence,
         expand=expand,
         collapse_duplicates=collapse_duplicates,
         group=group,
+        explain=True,  # the table's "no confident match" line needs the confidence
         sort=sort,
         ocr=ocr,
     )
     with open_collection(settings) as client:
-        hits = client.answer(request).hits
+        result = client.answer(request)
         # Printed before the client closes: closing may export the text tower (seconds, once
         # per model), which the answer need not wait for.
-        print_hits(hits, as_json=as_json, first_rank=offset + 1)
+        print_result(result, as_json=as_json, explain=explain, first_rank=offset + 1)

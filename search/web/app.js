@@ -20,6 +20,7 @@ const searchedText = document.getElementById("searched-text");
 const takenFrom = document.getElementById("taken-from");
 const takenTo = document.getElementById("taken-to");
 const placeInput = document.getElementById("place");
+const notice = document.getElementById("notice");
 
 const DEFAULT_K = 24;
 const uploads = new Map(); // upload number → File, for back/forward within this tab
@@ -62,6 +63,7 @@ function play(figure, img, hit) {
 function say(text, isError) {
   statusLine.textContent = text;
   statusLine.classList.toggle("error", Boolean(isError));
+  if (isError) notice.hidden = true;
 }
 
 async function call(url, options) {
@@ -190,7 +192,19 @@ function run(request, history) {
 
 // -- searching ----------------------------------------------------------------------------------
 
-function show(hits, started) {
+// The answer's confidence (explain.confidence, 0..1) below the server's threshold: the results
+// are only the least unlike images, and the page says so above them.
+function showNotice(explain) {
+  const unsure = Boolean(explain && explain.no_match);
+  notice.hidden = !unsure;
+  notice.textContent = unsure
+    ? `No confident match (confidence ${Number(explain.confidence).toFixed(2)}): ` +
+      "nothing here looks much like what was asked; these are the closest images."
+    : "";
+}
+
+function show(hits, started, explain) {
+  showNotice(explain);
   results.replaceChildren();
   document.querySelector(".hint").hidden = true;
   for (const hit of hits) {
@@ -242,14 +256,14 @@ async function search(request) {
   const started = performance.now();
   say("searching…");
   try {
-    const body = Object.assign({ k: k() }, request);
+    const body = Object.assign({ k: k(), explain: true }, request);
     if (body.id !== undefined) body.id = Number(body.id);
     const reply = await call("/search", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body),
     });
-    show(reply.hits, started);
+    show(reply.hits, started, reply.explain);
   } catch (error) {
     say(error.message, true);
   }
@@ -261,9 +275,11 @@ async function searchFile(file) {
   const data = new FormData();
   data.append("file", file);
   data.append("k", String(k()));
+  data.append("explain", "true");
   for (const expression of filters()) data.append("filter", expression);
   try {
-    show((await call("/search/image", { method: "POST", body: data })).hits, started);
+    const reply = await call("/search/image", { method: "POST", body: data });
+    show(reply.hits, started, reply.explain);
   } catch (error) {
     say(error.message, true);
   }
@@ -300,6 +316,7 @@ window.addEventListener("popstate", (event) => {
   const request = requestFromUrl();
   if (request) { showSearched(request); search(request); return; }
   searched.hidden = true;
+  notice.hidden = true;
   results.replaceChildren();
   document.querySelector(".hint").hidden = false;
   say("");

@@ -118,6 +118,11 @@ def client_scenario(client: CollectionClient, images: Path, snapshot: Path) -> d
         "id": hit_rows(client.search(similar_to=by_text[0].id, k=5)),
         "image": hit_rows(client.search(image=images / "star-black-009.png", k=5)),
         "filtered": hit_rows(client.search("a shape", where=["tag=ring"], k=100)),
+        "confidence": (
+            client.query("a pink star", k=3).explain["confidence"],
+            client.query("a pink star", k=3).explain["no_match"],
+            hit_rows(client.search("a pink star", k=3, min_confidence=0.5)),
+        ),
         "dupes": [(g.ids, g.uris, round(g.score, 4)) for g in client.duplicates()],
         "info": comparable_info(client.info().model_dump()),
         "exported": client.export(snapshot),
@@ -145,6 +150,9 @@ def cli_scenario(store: Path, images: Path, snapshot: Path, tmp: Path) -> dict[s
     by_text = json_rows(cli("search", "a blue ring", *at, "-k", "5", "--json"))
     groups = [json.loads(line) for line in cli("dupes", *at, "--json").splitlines()]
     image = str(images / "star-black-009.png")
+    explained = cli("search", "a pink star", *at, "-k", "3", "--json", "--explain")
+    unsure = json.loads(explained.splitlines()[-1])["explain"]
+    strict = ("--min-confidence", "0.5")
     answers = {
         "index": tuple(report[k] for k in ("indexed", "unchanged", "removed", "skipped")),
         "concept": (concept["name"], concept["examples"]),
@@ -157,6 +165,11 @@ def cli_scenario(store: Path, images: Path, snapshot: Path, tmp: Path) -> dict[s
         "image": json_rows(cli("search", "--image", image, *at, "-k", "5", "--json")),
         "filtered": json_rows(
             cli("search", "a shape", "--filter", "tag=ring", *at, "-k", "100", "--json")
+        ),
+        "confidence": (
+            unsure["confidence"],
+            unsure["no_match"],
+            json_rows(cli("search", "a pink star", *at, "-k", "3", "--json", *strict)),
         ),
         "dupes": [(g["ids"], g["uris"], round(g["score"], 4)) for g in groups],
         "info": comparable_info(json.loads(cli("info", *at, "--json"))),
@@ -206,6 +219,7 @@ def taken_folder(root: Path) -> Path:
         (lambda c, _: c.search(similar_to=12345), "QueryError"),
         (lambda c, _: c.remove_concept("nobody"), "QueryError"),
         (lambda c, _: c.search("a red circle", threshold=2.0), "QueryError"),
+        (lambda c, _: c.search("a red circle", min_confidence=2.0), "QueryError"),
         (lambda c, _: c.search(name="   "), "QueryError"),
         (lambda c, root: c.index(root / "no such folder"), "SourceError"),
         (lambda c, root: c.export(taken_folder(root)), "ParquetError"),

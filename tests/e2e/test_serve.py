@@ -87,9 +87,11 @@ def test_server_advertises_itself_in_the_store(served) -> None:
     assert (health["status"], health["service"]) == ("ok", "anyshot")
 
 
-def test_cli_index_and_search_go_through_the_server(served, tmp_path) -> None:
+def test_cli_index_and_search_go_through_the_server(served, tmp_path_factory) -> None:
     url, store, images = served
-    more = tmp_path / "more"
+    # Not tmp_path: the server goes on serving these images to the browser tests after this
+    # test, and a passed test's tmp_path is removed when it ends.
+    more = tmp_path_factory.mktemp("more")
     write_shape_images(more, 40, seed=21)
     code, out, err = run("index", str(more), "--store", str(store), "--json")
     assert code == 0, err
@@ -141,12 +143,21 @@ def test_the_page_finds_images_in_headless_chromium(served) -> None:
             assert float(figures[0].query_selector(".score").inner_text()) > 0
             assert "6 results" in page.inner_text("#status")
 
+            # No blue star in the collection: the results come with a notice saying so.
+            page.fill("#query", "a blue star")
+            page.press("#query", "Enter")
+            wait_until(page, "!document.getElementById('notice').hidden")
+            assert "No confident match" in page.inner_text("#notice")
+            assert len(page.query_selector_all("figure.hit")) == 6
+
             example = images / "star-black-009.png"
             page.set_input_files("#file", str(example))
             wait_until(
                 page,
                 f"document.querySelector('figure.hit img')?.alt === {json.dumps(str(example))}",
             )
+            # An indexed image finds itself: a confident match, no notice.
+            assert page.evaluate("document.getElementById('notice').hidden")
             # the page runs under its Content-Security-Policy without breaking any of it
             assert not [line for line in console if "Content Security Policy" in line], console
         finally:

@@ -137,6 +137,15 @@ def add_search_by_query(routes: APIRouter, limits: ApiSettings) -> None:
         k: K = 10,
         offset: Offset = 0,
         threshold: Annotated[float | None, Query(ge=-1, le=1, allow_inf_nan=False)] = None,
+        min_confidence: Annotated[
+            float | None,
+            Query(
+                ge=0,
+                le=1,
+                allow_inf_nan=False,
+                description="No results when the query's confidence is below this.",
+            ),
+        ] = None,
         collapse_duplicates: bool = False,
         group: Annotated[
             bool, Query(description="One hit per video (false: every matching frame).")
@@ -163,6 +172,7 @@ def add_search_by_query(routes: APIRouter, limits: ApiSettings) -> None:
             k=k,
             offset=offset,
             threshold=threshold,
+            min_confidence=min_confidence,
             collapse_duplicates=collapse_duplicates,
             group=group,
             expand=expand,
@@ -183,11 +193,19 @@ def add_search_by_upload(routes: APIRouter, limits: ApiSettings) -> None:
         k: Annotated[int, Form(ge=1, le=limits.max_k)] = 10,
         offset: Annotated[int, Form(ge=0, le=limits.max_offset)] = 0,
         threshold: Annotated[float | None, Form(ge=-1, le=1, allow_inf_nan=False)] = None,
+        min_confidence: Annotated[float | None, Form(ge=0, le=1, allow_inf_nan=False)] = None,
         filters: Annotated[list[str], Form(alias="filter", max_length=32)] = [],  # noqa: B006
+        explain: Annotated[bool, Form()] = False,
     ) -> SearchReply:
         """Search by an uploaded example image (multipart form, field ``file``)."""
         data = read_upload(file, limits.max_upload_bytes)
         request = search_request(
-            image=image_text(data), k=k, offset=offset, threshold=threshold, filters=filters
+            image=image_text(data),
+            k=k,
+            offset=offset,
+            threshold=threshold,
+            min_confidence=min_confidence,
+            filters=filters,
+            explain=explain,
         )
         return search_reply(server, request)
