@@ -378,6 +378,50 @@ class IndexSettings(BaseModel):
         le=3_600,
         description="Seconds of recognition per image at most; the text read by then is kept.",
     )
+    video_min_gap: float = Field(
+        1.0,
+        ge=0.04,
+        le=3_600,
+        description="Seconds between two kept frames of a video at least (at most one per gap).",
+    )
+    video_max_gap: float = Field(
+        10.0,
+        ge=0.1,
+        le=86_400,
+        description="Seconds between two kept frames of a video at most, however still it is.",
+    )
+    video_scene_change: float = Field(
+        0.03,
+        gt=0,
+        le=1,
+        description=(
+            "Keep a frame when this fraction of a 32x18 thumbnail's cells changed since the "
+            "last kept frame (the cheap scene-change test)."
+        ),
+    )
+    video_keyframes_after: float = Field(
+        300.0,
+        ge=0,
+        le=86_400,
+        description=(
+            "Videos longer than this (seconds) decode only their keyframes, plus frames sought "
+            "to fill gaps longer than video_max_gap: long videos are never decoded in full."
+        ),
+    )
+    video_max_frames: int = Field(
+        10_000, ge=1, le=1_000_000, description="Frames kept per video at most."
+    )
+    video_max_pixels: int = Field(
+        40_000_000,
+        ge=1_000,
+        description="Videos whose header claims more pixels per frame are refused (8K is 33M).",
+    )
+    video_timeout: float = Field(
+        600.0,
+        gt=0,
+        le=86_400,
+        description="Seconds one video may take to decode; the frames kept by then are indexed.",
+    )
 
 
 class ApiSettings(BaseModel):

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from indexer.access import AccessPolicy, file_kind, open_regular_file
 from indexer.errors import ImageDecodeError, SourceError
-from indexer.formats import is_image_name
+from indexer.formats import is_indexed_name
 from indexer.schema import ImageRecord, path_uri, uri_path
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ def discover(
         )
     if not stat.S_ISREG(info.st_mode):
         raise SourceError(f"{source}: not a folder, an image or a list of images")
-    if is_image_name(os.path.basename(path)):
+    if is_indexed_name(os.path.basename(path)):
         _check_source_within(path, source, access)
         return iter((ImageRecord(path_uri(path), info.st_size, info.st_mtime),))
     return read_image_list(path, on_problem=on_problem, access=access)
@@ -240,7 +240,7 @@ class _Walk:
                 is_link = entry.is_symlink()  # from d_type: no system call on most file systems
                 if is_link and not self.follow_symlinks:
                     continue
-                is_image = is_image_name(name)
+                is_image = is_indexed_name(name)
                 if not (is_image or is_link or entry.is_dir(follow_symlinks=False)):
                     continue  # other files are skipped without a stat
                 try:

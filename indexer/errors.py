@@ -10,6 +10,7 @@ The tree::
     ├── ConfigError                 a setting or argument that cannot work
     ├── SourceError                 a folder or list of images that cannot be read
     ├── ImageDecodeError            one image that cannot be decoded (path, reason)
+    │   └── VideoDecodeError        one video with no frame that can be indexed
     ├── ModelError                  a model that cannot be loaded
     │   └── ModelUnavailableError   weights not cached and not downloadable
     ├── StoreError                  the vector store failed
@@ -53,6 +54,10 @@ class ImageDecodeError(AnyshotError):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class VideoDecodeError(ImageDecodeError):
+    """One video of which no frame can be indexed (see :mod:`indexer.video`)."""
 
 
 class ModelError(AnyshotError):

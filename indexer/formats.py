@@ -1,4 +1,5 @@
-"""The image files anyshot can decode, by extension: one list for discovery and for queries.
+"""The image and video files anyshot can decode, by extension: one registry for discovery and
+for queries.
 
 A folder walk takes these files as images, and a query token ending in one of them is an
 example image. The list is what this installation decodes:
@@ -61,6 +62,58 @@ def _plugin_extensions() -> frozenset[str]:
 
 IMAGE_EXTENSIONS = ALWAYS_DECODED | _plugin_extensions()
 """File extensions of images anyshot decodes, lower case, matched case-insensitively."""
+
+
+VIDEO_EXTENSIONS: dict[str, str] = {
+    ".mp4": "MP4",  # H.264 / H.265 / AV1
+    ".m4v": "MP4",
+    ".mov": "MOV",
+    ".webm": "WEBM",  # VP8 / VP9 / AV1
+    ".mkv": "MKV",
+    ".avi": "AVI",
+    ".mpg": "MPEG",
+    ".mpeg": "MPEG",
+    ".m2ts": "MPEG-TS",
+    ".mts": "MPEG-TS",
+    ".ts": "MPEG-TS",
+    ".3gp": "3GP",
+    ".wmv": "WMV",
+    ".ogv": "OGV",
+}
+"""Video extensions and the container name stored for them (the payload's ``format``).
+
+Videos are indexed as moments (:mod:`indexer.video`) where PyAV (``av``, whose wheels carry
+FFmpeg) is installed. Animated GIF and WebP stay images (:data:`ALWAYS_DECODED`)."""
+
+
+def video_available() -> bool:
+    """True when PyAV is installed (videos decode)."""
+    return find_spec("av") is not None
+
+
+INDEXED_VIDEO_EXTENSIONS = frozenset(VIDEO_EXTENSIONS) if video_available() else frozenset()
+"""Video extensions this installation indexes (none without PyAV)."""
+
+
+def is_video_name(name: str) -> bool:
+    """Tell whether a file name (or path) ends in one of the indexed video extensions."""
+    dot = name.rfind(".")
+    return dot > 0 and name[dot:].lower() in INDEXED_VIDEO_EXTENSIONS
+
+
+def video_format_of_name(name: str) -> str:
+    """The container a video's name claims (``"MP4"`` for ``x.MOV``... ``"MOV"``), or ``""``."""
+    dot = name.rfind(".")
+    return VIDEO_EXTENSIONS.get(name[dot:].lower(), "") if dot > 0 else ""
+
+
+def is_indexed_name(name: str) -> bool:
+    """Tell whether a folder walk takes this file: an image or a video."""
+    dot = name.rfind(".")
+    if dot <= 0:
+        return False
+    ext = name[dot:].lower()
+    return ext in IMAGE_EXTENSIONS or ext in INDEXED_VIDEO_EXTENSIONS
 
 
 def is_image_name(name: str) -> bool:

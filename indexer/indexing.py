@@ -16,7 +16,9 @@ process (:func:`index_source`), or as Prefect tasks, locally or on a Dask cluste
   kept and counted as unchanged, and a source folder that holds no images any more is not
   emptied in the store, unless the run prunes (``IndexSettings.prune``);
 - **trust**: the run records the folders and web origins it indexed from in the store
-  (:mod:`indexer.trusted_roots`), which is what a server may serve.
+  (:mod:`indexer.trusted_roots`), which is what a server may serve;
+- **videos**: a video is planned, read and stored as a whole, one point per kept frame, after
+  the images (:mod:`indexer.video_indexing`), under the same rules.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from indexer.decode import load_image, read_image_bytes, read_metadata
 from indexer.discover import DiscoveryProblem, discover
 from indexer.disk_space import DEFAULT_RESERVE_MB
 from indexer.errors import ImageDecodeError, SourceError
+from indexer.formats import is_video_name
 from indexer.ocr import OCR_VERSION, READ_SIDE
 from indexer.parquet_store import ParquetShardWriter
 from indexer.photo_metadata import METADATA_VERSION
@@ -55,6 +58,14 @@ from indexer.schema import FILE_URL_PREFIX, ImageRecord, path_uri, uri_path
 from indexer.skip_report import SkipReport
 from indexer.stores.interface import PayloadFilter, VectorStore
 from indexer.trusted_roots import roots_of_records, trust_roots
+from indexer.video import FrameChoice
+from indexer.video_indexing import (
+    VideoCounts,
+    VideoJob,
+    classify_video,
+    index_videos,
+    stored_frames,
+)
 
 if TYPE_CHECKING:  # the model (torch) loads only where a run embeds, not with its report
     from indexer.embed import Embedder
@@ -107,6 +118,10 @@ class IndexPlan:
             metadata was read; :func:`refresh_metadata` adds it without re-embedding.
         missing_text: Unchanged images whose text was never looked for (no ``ocr_version``
             in their payload): a run with OCR on reads them (:func:`read_texts`).
+        videos: Videos to read: new, changed, or left incomplete (:mod:`indexer.video_indexing`).
+        video_uris: The URIs of every video of the source (their frames are not vanished).
+        vanished_frames: How many of ``vanished`` are frames of videos, and of how many
+            videos: ``removed`` counts files, a video once.
     """
 
     new: list[ImageRecord] = field(default_factory=list)
@@ -119,6 +134,9 @@ class IndexPlan:
     roots: set[str] = field(default_factory=set)
     stale_metadata: list[ImageRecord] = field(default_factory=list)
     missing_text: list[ImageRecord] = field(default_factory=list)
+    videos: list[VideoJob] = field(default_factory=list)
+    video_uris: set[str] = field(default_factory=set)
+    vanished_frames: tuple[int, int] = (0, 0)
 
     @property
     def jobs(self) -> list[ImageJob]:
@@ -152,7 +170,8 @@ class IndexReport:
     """The outcome of an index run; :meth:`to_dict` is ``anyshot index --json``.
 
     Attributes:
-        indexed: Images embedded and stored by this run.
+        indexed: Files embedded and stored by this run: images, and videos (also counted in
+            ``videos``).
         unchanged: Images already stored as they are, and images kept because their folder
             could not be read.
         removed: Stored images removed because their files are gone.
@@ -161,6 +180,10 @@ class IndexReport:
         skipped_images: The images that could not be read or decoded, with reasons.
         problems: What discovery had to leave out (files and folders), with reasons.
         ocr: What reading text did (:class:`OcrCounts`), when the run read text.
+        videos: Videos read and stored by this run.
+        frames: Frames of those videos stored (one point each).
+        partial_videos: ``(uri, reason)`` of videos stored only in part.
+        video_decode_seconds, video_embed_seconds: Where the videos' time went.
     """
 
     indexed: int = 0
@@ -172,6 +195,23 @@ class IndexReport:
     skipped_images: list[SkippedImage] = field(default_factory=list)
     problems: list[DiscoveryProblem] = field(default_factory=list)
     ocr: OcrCounts | None = None
+    videos: int = 0
+    frames: int = 0
+    partial_videos: list[tuple[str, str]] = field(default_factory=list)
+    video_decode_seconds: float = 0.0
+    video_embed_seconds: float = 0.0
+
+    def add_videos(self, counts: VideoCounts) -> None:
+        """Count what the video half of the run did."""
+        self.indexed += counts.videos
+        self.unchanged += counts.same_content
+        self.videos += counts.videos
+        self.frames += counts.frames
+        self.partial_videos.extend(counts.partial)
+        self.skipped_images.extend(counts.skipped)
+        self.video_decode_seconds += counts.decode_seconds
+        self.video_embed_seconds += counts.embed_seconds
+        self.count_skipped()
 
     @property
     def images_per_second(self) -> float:
@@ -209,6 +249,11 @@ class IndexReport:
                 if (p["path"], p["reason"]) not in of_images
             ],
             ocr=OcrCounts(**data["ocr"]) if isinstance(data.get("ocr"), dict) else None,
+            videos=int(data.get("videos", 0)),
+            frames=int(data.get("frames", 0)),
+            partial_videos=[(p["uri"], p["reason"]) for p in data.get("partial_videos", [])],
+            video_decode_seconds=float(data.get("video_decode_seconds", 0.0)),
+            video_embed_seconds=float(data.get("video_embed_seconds", 0.0)),
         )
 
     def to_dict(self) -> dict[str, object]:
@@ -231,6 +276,11 @@ class IndexReport:
             "skipped_images": [{"uri": s.uri, "reason": s.reason} for s in self.skipped_images],
             "problems": problems,
             **ocr,
+            "videos": self.videos,
+            "frames": self.frames,
+            "partial_videos": [{"uri": uri, "reason": why} for uri, why in self.partial_videos],
+            "video_decode_seconds": round(self.video_decode_seconds, 3),
+            "video_embed_seconds": round(self.video_embed_seconds, 3),
         }
 
 
@@ -457,6 +507,9 @@ def plan_index(
         if pid in seen:
             continue
         seen.add(pid)
+        if is_video_name(record.uri):
+            _plan_video(plan, record, store, skip_report)
+            continue
         batch.append((pid, record))
         if len(batch) >= lookup_batch:
             classify()
@@ -465,16 +518,37 @@ def plan_index(
         classify()
     if scope is not None:
         unreadable = () if prune else _unreadable_paths(problems)
+        gone_frames, gone_videos = 0, set()
         for prefix in scope.prefixes:
             for point in store.scroll(where=PayloadFilter(uri_prefix=prefix)):
                 uri = str(point.payload.get("uri", ""))
-                if point.id in seen or not uri.startswith(prefix):
+                if point.id in seen or not uri.startswith(prefix) or uri in plan.video_uris:
                     continue
                 if _lies_under(uri_path(uri), unreadable):
                     plan.kept.append(point.id)
                 else:
                     plan.vanished.append(point.id)
+                    if point.payload.get("kind") == "video":
+                        gone_frames += 1
+                        gone_videos.add(uri)
+        plan.vanished_frames = (gone_frames, len(gone_videos))
     return plan
+
+
+def _plan_video(
+    plan: IndexPlan, record: ImageRecord, store: VectorStore, skip_report: SkipReport | None
+) -> None:
+    """Classify one video: known bad, unchanged, or to read (with its stored frames)."""
+    plan.video_uris.add(record.uri)
+    bad = skip_report.unchanged_entry(record) if skip_report else None
+    if bad is not None:
+        plan.known_bad.append(bad)
+        return
+    job = classify_video(record, stored_frames(store, record.uri), same_mtime)
+    if job is None:
+        plan.unchanged.append(record)
+    else:
+        plan.videos.append(job)
 
 
 def _unreadable_paths(problems: Sequence[DiscoveryProblem]) -> tuple[str, ...]:
@@ -547,7 +621,8 @@ def finish_index(
     that could not be read are kept: bad input never loses indexed data.
     """
     store.delete(plan.vanished)
-    report.removed = len(plan.vanished)
+    frames, videos = plan.vanished_frames
+    report.removed = len(plan.vanished) - frames + videos
     # Idempotent, so that a retried finish does not count the known bad files twice.
     known = set(plan.known_bad)
     fresh = [s for s in report.skipped_images if s not in known]
@@ -635,8 +710,9 @@ def index_source(
     if progress:
         progress(0, len(jobs))
     # The forward batch is measured (once per machine and model) before decoding workers
-    # start: beside them the timings would be noise.
-    embedder.image_batch_size(min(len(jobs), settings.batch_size))
+    # start: beside them the timings would be noise. A video's frames count as many.
+    frames_ahead = settings.batch_size if plan.videos else 0
+    embedder.image_batch_size(min(max(len(jobs), frames_ahead), settings.batch_size))
     pipeline = pixel_pipeline(embedder, settings, access)
     for batch in prepare_batches(
         jobs, pipeline, batch_size=settings.batch_size, workers=settings.workers
@@ -649,6 +725,21 @@ def index_source(
         done += len(batch)
         if progress:
             progress(done, len(jobs))
+    if plan.videos:
+        if not jobs:
+            record_precision(store, embedder.image_precision)
+        report.add_videos(
+            index_videos(
+                plan.videos,
+                embedder=embedder,
+                store=store,
+                pipeline=pipeline,
+                choice=FrameChoice.from_settings(settings),
+                batch_size=settings.batch_size,
+                parquet=parquet,
+                access=access,
+            )
+        )
     if plan.stale_metadata:
         refresh_metadata(store, plan.stale_metadata, access=access)
     if settings.ocr:

@@ -13,6 +13,10 @@ batches (the runner vocabulary of :data:`indexer.config.RUNNERS`):
   write their batches themselves; with the embedded store, which allows one writer, the
   vectors come back and the flow's process writes them.
 
+Videos are units of work of their own: one ``index-video`` task each, after the images, in the
+flow's process (FFmpeg decodes with its own threads). Splitting one long video by time ranges
+across Dask workers is not done yet.
+
 A store folder held by ``anyshot serve`` is refused at the start of a run, in one line that
 names the server (:class:`~indexer.errors.StoreServedError`): the server indexes it instead.
 """
@@ -78,6 +82,8 @@ from indexer.skip_report import SkipReport
 from indexer.stores.interface import VectorStore
 from indexer.stores.location import StoreLocation
 from indexer.stores.opening import open_store
+from indexer.video import FrameChoice
+from indexer.video_indexing import VideoCounts, VideoJob, index_videos
 
 if TYPE_CHECKING:
     from indexer.indexing import ImageModel
@@ -175,6 +181,27 @@ def prepare_embed_task(
     )
 
 
+@task(name="index-video", cache_policy=NO_CACHE)
+def video_task(
+    job: VideoJob,
+    embedder: ImageModel,
+    store: VectorStore,
+    settings: IndexSettings,
+    parquet: ParquetShardWriter | None,
+) -> VideoCounts:
+    """Read, embed and store the frames of one video (a video is one unit of work)."""
+    return index_videos(
+        [job],
+        embedder=embedder,
+        store=store,
+        pipeline=pixel_pipeline(embedder, settings),
+        choice=FrameChoice.from_settings(settings),
+        batch_size=settings.batch_size,
+        parquet=parquet,
+        access=AccessPolicy.for_index(settings),
+    )
+
+
 @task(name="finish", cache_policy=NO_CACHE, **IO_RETRIES)
 def finish_task(
     store: VectorStore, report: IndexReport, plan: IndexPlan, skip_report: SkipReport | None
@@ -267,7 +294,7 @@ def index_images(
         refuse_emptying(plan, source, prune=prune)
         report.unchanged = len(plan.unchanged) + len(plan.kept)
         _log_plan(records, plan)
-        if plan.jobs:
+        if plan.jobs or plan.videos:
             record_precision(vector_store, embedder.image_precision)
         batches = (
             _dask_batches(plan, run_settings, folders.parquet_dir)
@@ -284,6 +311,8 @@ def index_images(
             else None
         )
         _write_batches(source, batches, vector_store, embedder.identity, parquet, report, plan)
+        for job in plan.videos:
+            report.add_videos(video_task(job, embedder, vector_store, settings.index, parquet))
         if plan.stale_metadata:  # images stored before metadata was read: no re-embedding
             refresh_metadata(
                 vector_store,
@@ -302,9 +331,11 @@ def index_images(
 
 def _log_plan(records: list[ImageRecord], plan: IndexPlan) -> None:
     get_run_logger().info(
-        "%d images: %d to embed, %d unchanged, %d to remove, %d kept (unreadable), %d known bad",
+        "%d files: %d images to embed, %d videos to read, %d unchanged, %d to remove, "
+        "%d kept (unreadable), %d known bad",
         len(records),
         len(plan.jobs),
+        len(plan.videos),
         len(plan.unchanged),
         len(plan.vanished),
         len(plan.kept),

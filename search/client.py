@@ -606,6 +606,7 @@ class ImageSearch(CollectionClient):
             expand=request.expand,
             generate=request.generate,
             collapse_duplicates=request.collapse_duplicates,
+            group=request.group,
         )
         if request.sort is not None:
             result = SearchResult(sort_hits(result.hits, request.sort), result.explain)
@@ -637,6 +638,7 @@ class ImageSearch(CollectionClient):
                     expand=request.expand,
                     generate=request.generate,
                     collapse_duplicates=request.collapse_duplicates,
+                    group=False,  # the text search matches points, frames included
                 ).hits
 
         result = search_text_inside(

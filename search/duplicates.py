@@ -72,8 +72,14 @@ def find_duplicates(
             np.stack([v for _, v in batch]), limit=neighbours + 1, score_threshold=threshold
         )
         for (point_id, _), neighbours_found in zip(batch, found, strict=True):
+            own_uri = uris[point_id]
             for hit in neighbours_found:
-                if hit.id != point_id and hit.score >= threshold:
+                # Frames of one video look alike by nature: a video is no duplicate of itself.
+                if (
+                    hit.id != point_id
+                    and hit.score >= threshold
+                    and str(hit.payload.get("uri", "")) != own_uri
+                ):
                     uris.setdefault(hit.id, str(hit.payload.get("uri", "")))
                     join(point_id, hit.id, min(hit.score, 1.0))
         done += len(batch)

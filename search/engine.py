@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,6 +80,13 @@ PROMPT_TEMPLATES = (
 
 _CANDIDATE_FACTOR = 4
 _MIN_CANDIDATES = 50
+_GROUP_MAX_CANDIDATES = 20_000
+"""Frames looked at, at most, to fill a page of hits grouped per video."""
+_MAX_MOMENTS = 50
+"""Other matching moments listed per video hit, at most."""
+MOMENT_MARGIN = 0.1
+"""A frame is one of its video's other matching moments when it is among the candidates and
+scores within this much (cosine) of the video's best frame."""
 
 
 def unit(vector: np.ndarray) -> np.ndarray:
@@ -314,6 +321,7 @@ class SearchEngine:
         threshold: float | None = None,
         expand: bool | None = None,
         collapse_duplicates: bool | float = False,
+        group: bool = True,
         min_confidence: float | None = None,
         generate: bool | None = None,
     ) -> SearchResult:
@@ -328,6 +336,8 @@ class SearchEngine:
             expand: Visual query expansion for text and name queries; None: the setting.
             collapse_duplicates: Keep only the best of near-duplicate hits: True uses
                 ``search.duplicate_threshold``, a float is the image↔image threshold.
+            group: One hit per video, its best frame's, with the other matching frames as
+                ``moments``; False: every frame is a hit of its own.
             min_confidence: No hits at all when the query's confidence (:mod:`search.confidence`)
                 is below this; None: ``search.min_confidence``.
             generate: Search text and name parts by generated visual features (module docs);
@@ -402,25 +412,36 @@ class SearchEngine:
 
         collapse = self._collapse_threshold(collapse_duplicates)
         expanded = searched is not query
-        if collapse is None and not (expanded and threshold is not None):
-            found = self.store.search(
-                searched, limit=k, offset=offset, where=where, score_threshold=threshold
-            )
-            explain["collapsed"] = 0
-        else:
-            found, explain["collapsed"] = self._search_filtered(
+
+        def fetch(limit: int, skip: int) -> tuple[list[ScoredPoint], int]:
+            if collapse is None and not (expanded and threshold is not None):
+                found = self.store.search(
+                    searched, limit=limit, offset=skip, where=where, score_threshold=threshold
+                )
+                return found, 0
+            return self._search_filtered(
                 searched,
                 query,
-                k=k,
-                offset=offset,
+                k=limit,
+                offset=skip,
                 where=where,
                 threshold=threshold,
                 collapse=collapse,
                 expanded=expanded,
             )
+
+        if group:
+            hits, explain["collapsed"] = group_video_hits(fetch, k=k, offset=offset)
+        else:
+            found, explain["collapsed"] = fetch(k, offset)
+            hits = [Hit(p.id, str(p.payload.get("uri", "")), p.score, p.payload) for p in found]
         explain["collapse_threshold"] = collapse
-        reusable = found if offset == 0 and not expanded else []
-        hits = [Hit(p.id, str(p.payload.get("uri", "")), p.score, p.payload) for p in found]
+        if group and any(hit.t is not None for hit in hits):
+            reusable = []  # grouped: other frames of a video are in moments, not in hits
+        elif offset == 0 and not expanded:
+            reusable = [ScoredPoint(hit.id, hit.score, hit.payload) for hit in hits]
+        else:
+            reusable = []
         return self._confident(hits, explain, query, scale, parts, where, reusable, min_confidence)
 
     def _confident(
@@ -738,3 +759,63 @@ class SearchEngine:
     def search_similar(self, point_id: int, **options: Any) -> list[Hit]:
         """ "More like this": images near an indexed image, by its id."""
         return self.query([QueryPart("id", point_id)], **options).hits
+
+
+def is_frame(point: ScoredPoint) -> bool:
+    """True when a point is a frame of a video (payload ``kind: "video"``)."""
+    return point.payload.get("kind") == "video"
+
+
+def group_video_hits(
+    fetch: Callable[[int, int], tuple[list[ScoredPoint], int]], *, k: int, offset: int
+) -> tuple[list[Hit], int]:
+    """One hit per video: its best frame, with the others among the candidates as moments.
+
+    Searches the best ``offset + k`` points first; only when they hold frames are more candidates
+    fetched (4x, up to :data:`_GROUP_MAX_CANDIDATES`) until the grouped page is full, so a
+    collection of images alone answers exactly as before.
+
+    Args:
+        fetch: ``fetch(limit, offset)``: the best points and how many duplicates were dropped.
+        k: Hits in the page.
+        offset: Grouped hits to skip.
+
+    Returns:
+        The page of hits, and the count of dropped near-duplicates.
+    """
+    found, collapsed = fetch(k, offset) if offset == 0 else fetch(offset + k, 0)
+    if not any(is_frame(p) for p in found):
+        page = found[offset:]
+        return [Hit(p.id, str(p.payload.get("uri", "")), p.score, p.payload) for p in page], (
+            collapsed
+        )
+    limit = max(_MIN_CANDIDATES, _CANDIDATE_FACTOR * (offset + k))
+    while True:
+        found, collapsed = fetch(limit, 0)
+        hits = _grouped(found)
+        if len(hits) >= offset + k or len(found) < limit or limit >= _GROUP_MAX_CANDIDATES:
+            return hits[offset : offset + k], collapsed
+        limit = min(_GROUP_MAX_CANDIDATES, limit * _CANDIDATE_FACTOR)
+
+
+def _grouped(found: list[ScoredPoint]) -> list[Hit]:
+    hits: list[Hit] = []
+    videos: dict[str, Hit] = {}
+    for point in found:
+        uri = str(point.payload.get("uri", ""))
+        if not is_frame(point):
+            hits.append(Hit(point.id, uri, point.score, point.payload))
+            continue
+        best = videos.get(uri)
+        if best is None:
+            videos[uri] = best = Hit(point.id, uri, point.score, point.payload, [])
+            hits.append(best)
+        elif (
+            best.moments is not None
+            and len(best.moments) < _MAX_MOMENTS
+            and point.score >= best.score - MOMENT_MARGIN
+        ):
+            t = point.payload.get("t")
+            if isinstance(t, int | float):
+                best.moments.append({"t": float(t), "score": round(point.score, 6)})
+    return hits

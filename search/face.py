@@ -197,6 +197,7 @@ class CollectionClient(abc.ABC):
         expand: bool | None = None,
         generate: bool | None = None,
         collapse_duplicates: bool | float = False,
+        group: bool = True,
         explain: bool = True,
         sort: str | None = None,
         ocr: str | None = None,
@@ -225,6 +226,8 @@ class CollectionClient(abc.ABC):
                 collection's generator, ``anyshot generator train``); None: the setting.
             collapse_duplicates: Keep only the best of near-duplicate hits (True: the
                 setting's threshold; a float: that image↔image threshold).
+            group: One hit per video (its best frame, with ``moments``); False: every
+                matching frame is a hit of its own.
             explain: Return how the query was built.
             sort: ``"taken"`` (oldest first) or ``"-taken"`` (newest first): the hits in the
                 order of the date taken. With no query at all, ``where`` alone lists the
@@ -256,6 +259,7 @@ class CollectionClient(abc.ABC):
             expand=expand,
             generate=generate,
             collapse_duplicates=collapse_duplicates,
+            group=group,
             explain=explain,
             sort=sort,
             ocr=ocr,
@@ -279,6 +283,7 @@ class CollectionClient(abc.ABC):
         expand: bool | None = None,
         generate: bool | None = None,
         collapse_duplicates: bool | float = False,
+        group: bool = True,
         sort: str | None = None,
         ocr: str | None = None,
     ) -> list[Hit]:
@@ -302,6 +307,7 @@ class CollectionClient(abc.ABC):
             expand=expand,
             generate=generate,
             collapse_duplicates=collapse_duplicates,
+            group=group,
             explain=False,
             sort=sort,
             ocr=ocr,
@@ -345,6 +351,7 @@ def build_request(
     expand: bool | None = None,
     generate: bool | None = None,
     collapse_duplicates: bool | float = False,
+    group: bool = True,
     explain: bool = False,
     sort: str | None = None,
     ocr: str | None = None,
@@ -394,6 +401,7 @@ def build_request(
             threshold=threshold,
             min_confidence=min_confidence,
             collapse_duplicates=collapse_duplicates,
+            group=group,
             expand=expand,
             generate=generate,
             explain=explain,

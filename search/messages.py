@@ -16,7 +16,7 @@ import base64
 import binascii
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from indexer import errors
 from indexer.schema import POINT_ID_MAX
@@ -198,6 +198,11 @@ class SearchRequest(BaseModel):
         description="Show one image of each near-duplicate group: true (the server's threshold) "
         "or an image↔image similarity threshold.",
     )
+    group: bool = Field(
+        True,
+        description="One hit per video: its best frame (t) with the other matching moments; "
+        "false: every matching frame is a hit of its own.",
+    )
     expand: bool | None = Field(
         None, description="Visual query expansion; empty: the server's default (search.expand)."
     )
@@ -224,8 +229,27 @@ class HitBody(BaseModel):
         "fraction of the ocr words the image's text holds."
     )
     payload: dict[str, Any] = Field(description="Size, mtime, sha256, width, height, format, tags.")
-    image_url: str = Field(description="The original image, served by this API.")
-    thumbnail_url: str = Field(description="A cached JPEG thumbnail.")
+    image_url: str = Field(
+        description="The original image, served by this API; for a video, the video from the "
+        "moment (/videos/{id}#t=SECONDS)."
+    )
+    thumbnail_url: str = Field(description="A cached JPEG thumbnail (a video's: its frame).")
+    t: float | None = Field(
+        None, description="A video's hit: seconds from its start to the best matching frame."
+    )
+    moments: list[dict[str, float]] | None = Field(
+        None, description="A video's hit: its other matching frames, {t, score}, best first."
+    )
+
+    @model_serializer(mode="wrap")
+    def _leave_out_video_keys_of_images(self, handler: SerializerFunctionWrapHandler):
+        # An image's hit keeps the shape it always had: no t, no moments. (No return
+        # annotation: the schema stays the model's.)
+        data = handler(self)
+        if data.get("t") is None:
+            data.pop("t", None)
+            data.pop("moments", None)
+        return data
 
 
 class SearchReply(BaseModel):

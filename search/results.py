@@ -14,33 +14,58 @@ from typing import Any
 class Hit:
     """One search result, best first in a result list.
 
+    A video is found by its frames (payload ``kind: "video"``): the hit is the best frame's
+    (its ``id``, ``score`` and ``t``), ``uri`` is the video file, and ``moments`` lists the
+    video's other matching frames, best first, when the search grouped frames per video.
+
     Attributes:
-        id: The image's point id (stable: derived from its URI).
-        uri: Where the image is.
+        id: The image's point id (stable: derived from its URI; a frame's from URI and time).
+        uri: Where the image (or the video) is.
         score: Cosine similarity to the query (higher is closer); in a search by the text inside
             images (``ocr``), the fraction of its words found (:mod:`search.text_search`).
         payload: Everything stored with the image (size, mtime, sha256, width, ...).
+        moments: The other matching frames of a video, ``{"t", "score"}``, best first; None
+            for images and for frames of an ungrouped search.
     """
 
     id: int
     uri: str
     score: float
     payload: dict[str, Any] = field(default_factory=dict)
+    moments: list[dict[str, float]] | None = None
+
+    @property
+    def t(self) -> float | None:
+        """Seconds from the start of the video to this frame; None for an image."""
+        value = self.payload.get("t") if self.payload.get("kind") == "video" else None
+        return float(value) if isinstance(value, int | float) else None
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the hit as JSON-ready values."""
-        return {
+        """Return the hit as JSON-ready values (``t`` and ``moments`` only for videos)."""
+        data: dict[str, Any] = {
             "id": self.id,
             "uri": self.uri,
             "score": round(self.score, 6),
             "payload": self.payload,
         }
+        t = self.t
+        if t is not None:
+            data["t"] = t
+            data["moments"] = self.moments or []
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Hit:
         """Rebuild a hit from :meth:`to_dict` (or an HTTP reply's hit)."""
+        moments = data.get("moments")
         return cls(
-            int(data["id"]), str(data["uri"]), float(data["score"]), dict(data.get("payload") or {})
+            int(data["id"]),
+            str(data["uri"]),
+            float(data["score"]),
+            dict(data.get("payload") or {}),
+            [{"t": float(m["t"]), "score": float(m["score"])} for m in moments]
+            if moments
+            else None,
         )
 
 

@@ -157,7 +157,14 @@ def print_hits(hits: list[Hit], *, as_json: bool, first_rank: int = 1) -> None:
     width = len(str(first_rank + len(hits) - 1))
     click.secho(f"{'#':>{width}}  {'score':>6}  path", bold=True)
     for rank, hit in enumerate(hits, start=first_rank):
-        click.echo(f"{rank:>{width}}  {hit.score:6.3f}  {hit.uri}")
+        moment = f" @ {clock(hit.t)}" if hit.t is not None else ""
+        click.echo(f"{rank:>{width}}  {hit.score:6.3f}  {hit.uri}{moment}")
+
+
+def clock(seconds: float) -> str:
+    """83.4 → '0:01:23': a moment of a video as the table prints it."""
+    whole = max(0, int(seconds))
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
 def print_result(

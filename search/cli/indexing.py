@@ -98,7 +98,9 @@ def index(
     dask_workers: int | None,
     as_json: bool,
 ) -> None:
-    """Index the images of SOURCE: a folder, a list file (.txt or .parquet) or one image.
+    """Index the images and videos of SOURCE: a folder, a list file (.txt or .parquet) or one
+    image or video. A video is indexed as moments: one point per kept frame (see README,
+    "Videos").
 
     Re-running embeds only new and changed images and removes the ones whose files are gone;
     images under folders that cannot be read now are kept (--prune removes them). A run that
@@ -106,7 +108,8 @@ def index(
     goes to the server (which keeps answering searches); the server's settings apply.
 
     With --json the last line of stdout is one JSON object: indexed, unchanged, removed,
-    skipped, seconds, and problems (every file or folder not indexed, with its reason).
+    skipped, seconds, problems (every file or folder not indexed, with its reason), videos and
+    frames (videos read by this run and their frames stored), partial_videos.
 
     \b
     Examples:
@@ -173,11 +176,14 @@ def print_index_report(report: IndexReport, *, as_json: bool) -> None:
     if as_json:
         echo_json(report.to_dict())
         return
+    videos = f" ({report.videos} videos, {report.frames} frames)" if report.videos else ""
     click.echo(
-        f"indexed {report.indexed}, unchanged {report.unchanged}, removed "
+        f"indexed {report.indexed}{videos}, unchanged {report.unchanged}, removed "
         f"{report.removed}, skipped {report.skipped} in {report.seconds:.1f} s "
         f"({report.images_per_second:.1f} images/s)"
     )
+    for uri, reason in report.partial_videos:
+        warn(f"indexed {uri} in part: {reason}")
 
 
 @click.command()

@@ -96,6 +96,13 @@ from search.cli.common import (
     "--collapse-duplicates", is_flag=True, help="Show one image of each near-duplicate group."
 )
 @click.option(
+    "--group/--no-group",
+    default=True,
+    show_default=True,
+    help="One result per video (its best moment, the others as moments); --no-group: every "
+    "matching frame.",
+)
+@click.option(
     "--explain",
     is_flag=True,
     help="Say how sure the answer is: a line with its confidence above the table; with "
@@ -121,18 +128,20 @@ def search(
     expand: bool | None,
     generate: bool | None,
     collapse_duplicates: bool,
+    group: bool,
     explain: bool,
     as_json: bool,
 ) -> None:
     """Search the collection by TEXT, an example --image, a --name, or an indexed --id; or
     list the images that match --filter alone; or find the words of --ocr in the images' text.
 
-    Prints a table (rank, score, path), or with --json one object per line (id, uri, score,
-    payload), best first. When nothing in the collection matches confidently, the table
-    starts with a line "no confident match" (--min-confidence drops such results).
-    While `anyshot serve` holds the store, the search goes through it
-    (a search from the command line loads the model each time: for many searches, use
-    `anyshot serve` or the Python client).
+    Prints a table (rank, score, path; a video's as `path @ 0:01:23`, its best moment), or
+    with --json one object per line (id, uri, score, payload; a video's also t, the seconds of
+    its best moment, and moments, its other matching frames as {t, score}), best first. When
+    nothing in the collection matches confidently, the table starts with a line "no confident
+    match" (--min-confidence drops such results). While `anyshot serve` holds the store, the
+    search goes through it (a search from the command line loads the model each time: for many
+    searches, use `anyshot serve` or the Python client).
 
     \b
     Examples:
@@ -148,6 +157,7 @@ def search(
       anyshot search --filter place=Lisbon --sort -taken --json
       anyshot search --filter near=38.72,-9.14,5 --filter has=taken
       anyshot search --ocr coffee --json
+      anyshot search "a dog jumping into a lake" --no-group --json
       anyshot search "a receipt" --ocr coffee --filter 'taken>=2024'
     """
     from search.face import build_request
@@ -168,6 +178,7 @@ def search(
         expand=expand,
         generate=generate,
         collapse_duplicates=collapse_duplicates,
+        group=group,
         explain=True,  # the table's "no confident match" line needs the confidence
         sort=sort,
         ocr=ocr,

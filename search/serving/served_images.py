@@ -71,6 +71,19 @@ MEDIA_TYPES = {
 """Content types of the formats browsers show; other formats Pillow knows get Pillow's type
 when it is an image type (PostScript, PDF and the like are never served)."""
 
+VIDEO_MEDIA_TYPES = {
+    "MP4": "video/mp4",
+    "MOV": "video/quicktime",
+    "WEBM": "video/webm",
+    "MKV": "video/x-matroska",
+    "AVI": "video/x-msvideo",
+    "MPEG": "video/mpeg",
+    "MPEG-TS": "video/mp2t",
+    "OGV": "video/ogg",
+    "WMV": "video/x-ms-wmv",
+}
+"""Content types of the video containers served (``/videos/{id}``)."""
+
 READ_CHUNK = 256 * 1024
 RAW_HEADER_BYTES = 64 * 1024
 """How much of a file Pillow cannot identify is read to tell a camera RAW file by its header."""
@@ -256,6 +269,34 @@ class ServedImages:
             raise NotServable(uri, exc.reason) from exc
 
     @contextlib.contextmanager
+    def open_video(self, uri: str) -> Iterator[OpenedImage]:
+        """Open a local indexed video for serving: the rules of :meth:`open_local`, with a
+        container that FFmpeg identifies as a video (its content type from that container,
+        never from the name).
+
+        Raises:
+            NotServable: Any of these does not hold (or the file is gone).
+        """
+        path = uri_path(uri)
+        if path is None:
+            raise NotServable(uri, "not a local file")
+        folders = self.roots.folders
+        if not folders:
+            unrecorded = not self.roots.recorded
+            raise NotServable(
+                uri, "the collection has no trusted folders", worth_logging=not unrecorded
+            )
+        try:
+            with open_regular_file(path, roots=folders, shown=uri) as (file, info):
+                container = identify_video(file, path)
+                if container is None:
+                    raise NotServable(uri, "not a video (FFmpeg finds no video stream)")
+                file.seek(0)
+                yield OpenedImage(file, info.st_size, VIDEO_MEDIA_TYPES[container], container)
+        except ImageDecodeError as exc:
+            raise NotServable(uri, exc.reason) from exc
+
+    @contextlib.contextmanager
     def source(self, uri: str) -> Iterator[ImageSource]:
         """Check that an indexed image may be served and give a way to read its bytes.
 
@@ -280,6 +321,36 @@ class ServedImages:
                 return fetch_url(url, self._web_policy)
             except ImageDecodeError as exc:
                 raise NotServable(url, exc.reason) from exc
+
+
+def identify_video(file: BinaryIO, path: str) -> str | None:
+    """The container of an open video file (a key of :data:`VIDEO_MEDIA_TYPES`), or None when
+    FFmpeg finds no video stream in it. The name only tells MP4 from MOV and WebM from MKV,
+    which FFmpeg's demuxers do not."""
+    import av  # FFmpeg; only servers that serve a video pay for the import
+
+    try:
+        with av.open(file, metadata_errors="ignore") as container:
+            if not container.streams.video:
+                return None
+            names = set(container.format.name.split(","))
+    except Exception:  # any FFmpeg refusal: not a video we serve
+        return None
+    extension = os.path.splitext(path)[1].lower()
+    if "mp4" in names or "mov" in names:
+        return "MOV" if extension == ".mov" else "MP4"
+    if "webm" in names or "matroska" in names:
+        return "WEBM" if extension == ".webm" else "MKV"
+    for name, container_name in (
+        ("avi", "AVI"),
+        ("mpegts", "MPEG-TS"),
+        ("mpeg", "MPEG"),
+        ("ogg", "OGV"),
+        ("asf", "WMV"),
+    ):
+        if name in names:
+            return container_name
+    return None
 
 
 class ImageSource:

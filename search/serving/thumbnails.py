@@ -21,6 +21,7 @@ from indexer.config import Settings, default_data_dir
 from indexer.decode import decode_image
 from indexer.errors import ImageDecodeError
 from indexer.stores.location import StoreLocation
+from indexer.video import read_frame_at
 from search.serving.served_images import NotServable, ServedImages
 from search.serving.work_limits import WorkLimiter
 
@@ -67,14 +68,25 @@ class ThumbnailCache:
         digest = re.sub(r"[^0-9a-f]", "", sha256.lower())[:16] or "nohash"
         return self.folder / f"{point_id % 256:02x}" / f"{point_id}-{size}-{digest}.jpg"
 
-    def thumbnail(self, point_id: int, uri: str, sha256: str, size: int) -> bytes:
+    def thumbnail(
+        self, point_id: int, uri: str, sha256: str, size: int, *, t: float | None = None
+    ) -> bytes:
         """Return the JPEG thumbnail of an image, making and caching it on the first call.
+
+        Args:
+            point_id: The image's (or the video frame's) id.
+            uri: The image or video file.
+            sha256: The stored content hash (part of the cache key).
+            size: The longest edge.
+            t: For a frame of a video: its time in seconds; the frame is decoded there.
 
         Raises:
             NotServable: The image may not be served, or cannot be read or decoded any more.
             BusyError: Too many thumbnails are being made at once, for too long.
         """
         cached = self.path(point_id, size, sha256)
+        if t is not None:
+            return self._frame_thumbnail(cached, uri, t, size)
         # Checked first, cached or not: a store's payloads may have changed since (a load).
         with self.images.source(uri) as source:
             try:
@@ -88,6 +100,21 @@ class ThumbnailCache:
             except ImageDecodeError as exc:
                 raise NotServable(uri, exc.reason) from exc
             jpeg = encode_jpeg(image, size)
+        self._store(cached, jpeg)
+        return jpeg
+
+    def _frame_thumbnail(self, cached: Path, uri: str, t: float, size: int) -> bytes:
+        with self.images.open_video(uri) as opened:
+            try:
+                return cached.read_bytes()
+            except OSError:
+                pass
+            with self.decodes.slot():
+                try:
+                    image = read_frame_at(opened.file, t, short_side=size, shown=uri)
+                except ImageDecodeError as exc:
+                    raise NotServable(uri, exc.reason) from exc
+                jpeg = encode_jpeg(image, size)
         self._store(cached, jpeg)
         return jpeg
 

@@ -33,7 +33,31 @@ function apiKey() { return sessionStorage.getItem("anyshot-api-key") || ""; }
 
 function withKey(url) {
   const key = apiKey();
-  return key ? url + (url.includes("?") ? "&" : "?") + "api_key=" + encodeURIComponent(key) : url;
+  if (!key) return url;
+  // The key goes before a fragment (a video's #t=SECONDS), which never reaches the server.
+  const cut = url.indexOf("#");
+  const [path, fragment] = cut < 0 ? [url, ""] : [url.slice(0, cut), url.slice(cut)];
+  return path + (path.includes("?") ? "&" : "?") + "api_key=" + encodeURIComponent(key) + fragment;
+}
+
+// 83.4 → "1:23": a video's moment as the page shows it.
+function clock(seconds) {
+  const whole = Math.max(0, Math.floor(seconds));
+  const m = Math.floor(whole / 60);
+  const s = String(whole % 60).padStart(2, "0");
+  return m >= 60 ? `${Math.floor(m / 60)}:${String(m % 60).padStart(2, "0")}:${s}` : `${m}:${s}`;
+}
+
+// Replace a video hit's frame by a player that starts at the moment (a media fragment, #t=).
+function play(figure, img, hit) {
+  const video = document.createElement("video");
+  video.className = "player";
+  video.controls = true;
+  video.autoplay = true;
+  video.muted = true;
+  video.src = withKey(hit.image_url);
+  img.replaceWith(video);
+  figure.classList.add("playing");
 }
 
 function say(text, isError) {
@@ -203,6 +227,16 @@ function show(hits, started, explain) {
     score.className = "score";
     score.textContent = hit.score.toFixed(3);
     caption.append(name, score);
+    if (typeof hit.t === "number") {
+      name.textContent += " @ " + clock(hit.t);
+      const playButton = document.createElement("button");
+      playButton.className = "play";
+      playButton.type = "button";
+      playButton.textContent = "▶ " + clock(hit.t);
+      playButton.title = "play from this moment";
+      playButton.addEventListener("click", () => play(figure, img, hit));
+      caption.append(playButton);
+    }
     const when = hit.payload && hit.payload.taken ? hit.payload.taken.slice(0, 10) : "";
     const where = hit.payload ? [hit.payload.place, hit.payload.country].filter(Boolean).join(", ") : "";
     if (when || where) {

@@ -428,7 +428,7 @@ def test_missing_source_raises_at_once(tmp_path: Path) -> None:
 
 
 def test_a_binary_file_is_not_taken_as_a_list(tmp_path: Path) -> None:
-    photo = touch(tmp_path / "clip.mov", b"\x00\x00\x00\x14ftypqt  \x00\x00")
+    photo = touch(tmp_path / "clip.dat", b"\x00\x00\x00\x14ftypqt  \x00\x00")
     latin = touch(tmp_path / "latin.txt", "caf\xe9.jpg\n".encode("latin-1"))
 
     with pytest.raises(SourceError, match="not a text list of images"):

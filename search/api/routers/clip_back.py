@@ -115,29 +115,43 @@ def entries(
     request: Request, server: ServerState, points: Sequence[tuple[int, dict[str, Any]]]
 ) -> list[dict[str, Any]]:
     """Metadata of results; only the first ``api.max_thumbnails_per_request`` carry a
-    thumbnail (``image``), so that one request cannot make the server build a thousand."""
+    thumbnail (``image``), so that one request cannot make the server build a thousand.
+
+    A video's frame has the frame as its thumbnail, the video from the moment as its ``url``
+    (``/videos/{id}#t=SECONDS``), its time as ``t`` and ``image_path#t=SECONDS``."""
     base = str(request.base_url).rstrip("/")
     built = []
     for rank, (hit_id, payload) in enumerate(points):
         uri = str(payload.get("uri", ""))
+        t = payload.get("t") if payload.get("kind") == "video" else None
         meta: dict[str, Any] = {
             "url": f"{base}/images/{hit_id}",
             "caption": Path(uri).name or uri,
             "image_path": uri,
         }
+        if isinstance(t, int | float):
+            meta["url"] = f"{base}/videos/{hit_id}#t={t:g}"
+            meta["caption"] = f"{meta['caption']} @ {t:g} s"
+            meta["t"] = float(t)
+        else:
+            t = None
         if rank < server.settings.api.max_thumbnails_per_request:
-            jpeg = thumbnail(server, hit_id, uri, str(payload.get("sha256", "")))
+            jpeg = thumbnail(server, hit_id, uri, str(payload.get("sha256", "")), t)
             if jpeg is not None:
                 meta["image"] = base64.b64encode(jpeg).decode()
         built.append(meta)
     return built
 
 
-def thumbnail(server: ServerState, point_id: int, uri: str, sha256: str) -> bytes | None:
-    """A result's thumbnail, or None when it may not be served or the server is busy (the
-    client shows the URL instead)."""
+def thumbnail(
+    server: ServerState, point_id: int, uri: str, sha256: str, t: float | None = None
+) -> bytes | None:
+    """A result's thumbnail (a video frame's: the frame at ``t``), or None when it may not be
+    served or the server is busy (the client shows the URL instead)."""
     try:
-        return server.thumbnails.thumbnail(point_id, uri, sha256, CLIP_BACK_THUMBNAIL_SIZE)
+        return server.thumbnails.thumbnail(
+            point_id, uri, sha256, CLIP_BACK_THUMBNAIL_SIZE, t=float(t) if t is not None else None
+        )
     except NotServable as exc:  # gone, or not under a trusted root: no image
         if exc.worth_logging:
             logger.warning("no thumbnail of %s: %s", exc.uri, exc.reason)

@@ -32,9 +32,12 @@ from search.serving.state import ServerState
 
 
 def hit_body(hit: Hit) -> HitBody:
-    """A hit as the API returns it, with links to the image and its thumbnail."""
+    """A hit as the API returns it, with links to the image and its thumbnail; a video's
+    ``image_url`` plays the video from the moment (``/videos/{id}#t=SECONDS``)."""
+    t = hit.t
+    original = f"/images/{hit.id}" if t is None else f"/videos/{hit.id}#t={t:g}"
     return HitBody.model_validate(
-        hit.to_dict() | {"image_url": f"/images/{hit.id}", "thumbnail_url": f"/thumbs/{hit.id}"}
+        hit.to_dict() | {"image_url": original, "thumbnail_url": f"/thumbs/{hit.id}"}
     )
 
 
@@ -144,6 +147,9 @@ def add_search_by_query(routes: APIRouter, limits: ApiSettings) -> None:
             ),
         ] = None,
         collapse_duplicates: bool = False,
+        group: Annotated[
+            bool, Query(description="One hit per video (false: every matching frame).")
+        ] = True,
         expand: bool | None = None,
         generate: Annotated[
             bool | None,
@@ -172,6 +178,7 @@ def add_search_by_query(routes: APIRouter, limits: ApiSettings) -> None:
             threshold=threshold,
             min_confidence=min_confidence,
             collapse_duplicates=collapse_duplicates,
+            group=group,
             expand=expand,
             generate=generate,
             explain=explain,

@@ -1,0 +1,239 @@
+"""The video half of an index run: plan which videos to read, read them, store their moments.
+
+A video is stored as one point per kept frame (:mod:`indexer.video`), under
+:func:`~indexer.video.frame_id` of its URI and time; every frame's payload carries the video's
+record: ``uri``, ``size``, ``mtime``, ``sha256`` (here the hash of the first and last MiB and
+the size, :func:`~indexer.video.video_hash`), ``frames`` (how many frames the video has in the
+store), plus ``kind: "video"``, ``t``, ``duration``, ``width``, ``height``, ``format``,
+``codec``.
+
+The run is incremental and resumable as for images:
+
+- a video whose frames all carry its size and mtime, and are as many as ``frames`` says, is
+  unchanged; anything else (changed on disk, or a run killed while it wrote) is read again;
+- a changed video whose content hash is the stored one only gets its new size and mtime;
+- a re-read video's frames are written first, then its old frames that are not among the new
+  ones are deleted: a run killed between the two leaves a video that the next run reads again,
+  never duplicates, and a changed video that no longer decodes keeps its old frames;
+- frames of a vanished video go with the vanished images (:func:`indexer.indexing.plan_index`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from indexer.access import AccessPolicy
+from indexer.errors import VideoDecodeError
+from indexer.parquet_store import ParquetShardWriter
+from indexer.prepare import PixelPipeline, SkippedImage, skipped_image
+from indexer.schema import ImageRecord, uri_path
+from indexer.stores.interface import PayloadFilter, StoredPoint, VectorStore
+from indexer.video import FrameChoice, frame_id, read_video_frames, video_format, video_hash
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from indexer.indexing import ImageModel
+
+logger = logging.getLogger(__name__)
+
+VIDEO_KIND = "video"
+"""The payload's ``kind`` of a video frame (images have no ``kind``)."""
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """A video to read: new, changed, or left incomplete by a run that was stopped.
+
+    Attributes:
+        record: The file.
+        stored_ids: The ids of the frames the store holds for it now.
+        known_hash: The stored content hash when the stored frames are complete, else None.
+    """
+
+    record: ImageRecord
+    stored_ids: tuple[int, ...] = ()
+    known_hash: str | None = None
+
+
+@dataclass
+class VideoCounts:
+    """What the video half of a run did.
+
+    Attributes:
+        videos: Videos read and stored by this run.
+        frames: Frames stored for them.
+        partial: ``(uri, reason)`` of videos stored only in part (a corrupt stretch, a
+            truncated file, the deadline, the frame cap).
+        skipped: Videos with no frame that could be indexed.
+        same_content: Changed videos whose content was the stored one (size and mtime
+            updated).
+        decode_seconds: Time spent reading frames.
+        embed_seconds: Time spent embedding them.
+    """
+
+    videos: int = 0
+    frames: int = 0
+    partial: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[SkippedImage] = field(default_factory=list)
+    same_content: int = 0
+    decode_seconds: float = 0.0
+    embed_seconds: float = 0.0
+
+
+def stored_frames(store: VectorStore, uri: str) -> list[StoredPoint]:
+    """The stored frames of the video at ``uri``."""
+    return [
+        point
+        for point in store.scroll(where=PayloadFilter(uri_prefix=uri))
+        if point.payload.get("uri") == uri and point.payload.get("kind") == VIDEO_KIND
+    ]
+
+
+def classify_video(
+    record: ImageRecord, frames: list[StoredPoint], same_mtime: Any
+) -> VideoJob | None:
+    """Whether a video must be read: None when its stored frames are complete and current."""
+    if not frames:
+        return VideoJob(record)
+    payloads = [point.payload for point in frames]
+    counts = {p.get("frames") for p in payloads}
+    hashes = {p.get("sha256") for p in payloads}
+    complete = counts == {len(frames)} and len(hashes) == 1
+    current = all(
+        p.get("size") == record.size and same_mtime(p.get("mtime"), record) for p in payloads
+    )
+    if complete and current:
+        return None
+    known = str(hashes.pop()) if complete and hashes else None
+    return VideoJob(record, tuple(point.id for point in frames), known)
+
+
+def index_videos(
+    jobs: list[VideoJob],
+    *,
+    embedder: ImageModel,
+    store: VectorStore,
+    pipeline: PixelPipeline,
+    choice: FrameChoice,
+    batch_size: int,
+    parquet: ParquetShardWriter | None = None,
+    access: AccessPolicy | None = None,
+) -> VideoCounts:
+    """Read, embed and store the frames of videos, one video after another.
+
+    Args:
+        jobs: The videos to read (:func:`classify_video`).
+        embedder: The model.
+        store: Where the frames go.
+        pipeline: The model's PIL steps (resize and crop).
+        choice: Frame choice and limits.
+        batch_size: Frames per forward pass.
+        parquet: Where each video's Parquet shard goes; None: no shards.
+        access: What may be read.
+
+    Returns:
+        Counts, skipped and partial videos.
+    """
+    counts = VideoCounts()
+    for job in jobs:
+        try:
+            _index_video(
+                job, embedder, store, pipeline, choice, batch_size, parquet, access, counts
+            )
+        except VideoDecodeError as exc:
+            counts.skipped.append(skipped_image(job.record, exc.reason))
+            logger.warning("skipped %s: %s", job.record.uri, exc.reason)
+    return counts
+
+
+def _index_video(
+    job: VideoJob,
+    embedder: ImageModel,
+    store: VectorStore,
+    pipeline: PixelPipeline,
+    choice: FrameChoice,
+    batch_size: int,
+    parquet: ParquetShardWriter | None,
+    access: AccessPolicy | None,
+    counts: VideoCounts,
+) -> None:
+    record = job.record
+    path = uri_path(record.uri)
+    if path is None:
+        raise VideoDecodeError(record.uri, "videos are indexed from local files only")
+    refusal = (access or AccessPolicy()).path_refusal(os.path.realpath(path))
+    if refusal is not None:
+        raise VideoDecodeError(record.uri, refusal)
+    try:
+        content = video_hash(path)
+    except OSError as exc:
+        raise VideoDecodeError(record.uri, f"cannot read: {exc.strerror or exc}") from exc
+    if job.known_hash is not None and content == job.known_hash:
+        store.set_payload(list(job.stored_ids), {"size": record.size, "mtime": record.mtime})
+        counts.same_content += 1
+        return
+    times: list[float] = []
+    pending: list[np.ndarray] = []
+    vectors: list[np.ndarray] = []
+    embed_seconds = 0.0
+
+    def embed_pending() -> None:
+        nonlocal embed_seconds
+        started = time.perf_counter()
+        vectors.append(embedder.embed_pixels(np.stack(pending)))
+        embed_seconds += time.perf_counter() - started
+        pending.clear()
+
+    def on_frame(t: float, image: Image.Image) -> None:
+        times.append(t)
+        pending.append(np.asarray(pipeline.pil_steps(image), dtype=np.uint8))
+        if len(pending) >= batch_size:
+            embed_pending()
+
+    decoded = read_video_frames(path, choice, short_side=pipeline.target_size, on_frame=on_frame)
+    if pending:
+        embed_pending()
+    counts.decode_seconds += decoded.decode_seconds
+    counts.embed_seconds += embed_seconds
+    # Seeking may meet a time twice: one point per time.
+    first_of: dict[float, int] = {}
+    for index, t in enumerate(times):
+        first_of.setdefault(t, index)
+    keep = sorted(first_of.values())
+    matrix = np.concatenate(vectors)[keep]
+    kept_times = [times[i] for i in keep]
+    base = {
+        "uri": record.uri,
+        "size": record.size,
+        "mtime": record.mtime,
+        "sha256": content,
+        "width": decoded.width,
+        "height": decoded.height,
+        "format": video_format(path),
+        "tags": [],
+        "kind": VIDEO_KIND,
+        "duration": round(decoded.duration, 3),
+        "frames": len(kept_times),
+        "codec": decoded.codec,
+    }
+    ids = [frame_id(record.uri, t) for t in kept_times]
+    payloads = [{**base, "t": t} for t in kept_times]
+    if parquet is not None:
+        parquet.write(ids, matrix, payloads)
+    store.upsert(ids, matrix, payloads)
+    stale = sorted(set(job.stored_ids) - set(ids))
+    if stale:
+        store.delete(stale)
+    counts.videos += 1
+    counts.frames += len(ids)
+    if decoded.notes:
+        reason = "; ".join(decoded.notes)
+        counts.partial.append((record.uri, reason))
+        logger.warning("indexed %s in part: %s", record.uri, reason)
