@@ -43,9 +43,9 @@ import torch
 import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 from PIL import Image
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
-from indexer.shapes import synthetic
+from indexer.shapes import synthetic, varied
 
 RENDER_SIZE = 64  # what bench/eval_tiny.py and the demo collection render
 MEAN = (0.48145466, 0.4578275, 0.40821073)  # open_clip's OPENAI_DATASET_MEAN / _STD
@@ -99,6 +99,8 @@ class TrainArgs:
     log_every: int
     check_every: int
     cache: Path | None
+    n_varied: int
+    init: Path | None
 
 
 def parse_args(argv: list[str] | None = None) -> TrainArgs:
@@ -140,6 +142,19 @@ def parse_args(argv: list[str] | None = None) -> TrainArgs:
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--check-every", type=int, default=100, help="steps between quick checks")
     p.add_argument("--cache", type=Path, default=None, help="optional .npy cache of renders")
+    p.add_argument(
+        "--n-varied",
+        type=int,
+        default=0,
+        help="extra training scenes drawn by varied.render_varied (sizes, strokes, backgrounds, "
+        "artefacts), mixed uniformly with the --n-train plain renders",
+    )
+    p.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="fine-tune from the weights in this local-dir model folder (same config)",
+    )
     ns = p.parse_args(argv)
     return TrainArgs(**vars(ns))
 
@@ -213,18 +228,22 @@ def caption(
     *,
     shape: bool | None = None,
     colour: bool | None = None,
+    background: bool = True,
 ) -> str:
     """A caption of ``spec`` not in ``used`` (which it joins), from ``synthetic.caption_scene``.
 
     For a one-object scene, ``shape`` / ``colour`` (when not None) require the caption to name
     (True) or not to name (False) the object's shape / colour. Falls back to a caption that
-    repeats one already in the batch only if 50 draws found no other.
+    repeats one already in the batch only if 50 draws found no other. ``background=False``
+    refuses captions that describe the background (the image's background was replaced).
     """
     obj = spec.objects[0]
     text = ""
     for _ in range(50):
         text = synthetic.caption_scene(spec, rng)
         words = text.split()
+        if not background and "background" in words:
+            continue
         if len(spec.objects) == 1 and (
             (shape is not None and (obj.shape in words) != shape)
             or (colour is not None and (obj.colour in words) != colour)
@@ -323,9 +342,11 @@ class PairBatches:
 class RandomBatches:
     """Uniformly shuffled batches of ``--batch-size`` scenes, captions unique per batch."""
 
-    def __init__(self, specs: list, args: TrainArgs) -> None:
+    def __init__(self, specs: list, args: TrainArgs, background: np.ndarray | None = None) -> None:
         self.specs = specs
         self.args = args
+        # False where the image's background no longer matches its spec (varied renders).
+        self.background = np.ones(len(specs), bool) if background is None else background
         self.rng = np.random.default_rng(args.seed)
         self.caption_rng = random.Random(f"train-captions-{args.seed}")
         self.permutation = self.rng.permutation(len(specs))
@@ -338,7 +359,11 @@ class RandomBatches:
         index = self.permutation[self.cursor : self.cursor + size]
         self.cursor += size
         used: set[str] = set()
-        return index, [caption(self.specs[i], self.caption_rng, used) for i in index], []
+        captions = [
+            caption(self.specs[i], self.caption_rng, used, background=bool(self.background[i]))
+            for i in index
+        ]
+        return index, captions, []
 
 
 def normalise(images: torch.Tensor) -> torch.Tensor:
@@ -423,6 +448,32 @@ def training_images(specs: list, args: TrainArgs) -> torch.Tensor:
     return images
 
 
+def varied_images(specs: list, args: TrainArgs) -> tuple[torch.Tensor, np.ndarray]:
+    """The varied renders (uint8 NCHW) and their background-kept flags, cached like the rest."""
+    key = {"seed": args.seed, "n_varied": args.n_varied, "image_size": args.image_size}
+    cache = args.cache.with_name(args.cache.stem + "-varied.npz") if args.cache else None
+    sidecar = cache.with_suffix(".json") if cache is not None else None
+    cached = cache is not None and cache.exists() and sidecar.exists()
+    if cached and json.loads(sidecar.read_text()) == key:
+        data = np.load(cache)
+        return torch.from_numpy(data["images"]), data["kept"]
+    array, kept = varied.render_varied_array(
+        specs, seed=1_000_000 + args.seed, size=args.image_size, workers=args.workers
+    )
+    images = torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
+    if cache is not None:
+        np.savez(cache, images=images.numpy(), kept=kept)
+        sidecar.write_text(json.dumps(key))
+    return images, kept
+
+
+def load_init(model: open_clip.CLIP, folder: Path) -> None:
+    """Load the weights of a ``local-dir`` model folder into ``model`` (fp16 tensors cast)."""
+    state = load_file(str(folder / "open_clip_model.safetensors"))
+    reference = model.state_dict()
+    model.load_state_dict({k: v.to(reference[k].dtype) for k, v in state.items()})
+
+
 def main(argv: list[str] | None = None) -> None:
     """Train and save the model."""
     args = parse_args(argv)
@@ -437,11 +488,27 @@ def main(argv: list[str] | None = None) -> None:
 
     specs = synthetic.sample_scenes(args.n_train, seed=args.seed, split="train")
     images = training_images(specs, args)
+    background = np.ones(len(specs), bool)
+    if args.n_varied:
+        extra = synthetic.sample_scenes(args.n_varied, seed=500_000 + args.seed, split="train")
+        extra_images, kept = varied_images(extra, args)
+        specs = specs + extra
+        images = torch.cat([images, extra_images])
+        background = np.concatenate([background, kept])
     val_specs = synthetic.sample_scenes(1200, seed=10_000 + args.seed, split="all")
     val_images = render(val_specs, args.image_size, workers=1)
+    varied_val = None
+    if args.n_varied:
+        array, _ = varied.render_varied_array(
+            val_specs, seed=2_000_000 + args.seed, size=args.image_size
+        )
+        varied_val = (torch.from_numpy(array).permute(0, 3, 1, 2).contiguous(), val_specs)
     print(f"rendered {len(specs)} training images in {time.time() - start:.0f} s", flush=True)
 
     model = open_clip.CLIP(**cfg, output_dict=True)
+    if args.init is not None:
+        load_init(model, args.init)
+        print(f"initialised from {args.init}", flush=True)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {n_params / 1e6:.2f} M parameters", flush=True)
     tokens = CaptionTokens(cfg["text_cfg"]["context_length"])
@@ -449,7 +516,10 @@ def main(argv: list[str] | None = None) -> None:
     optimizer = torch.optim.AdamW(
         param_groups(model, args.weight_decay), lr=args.lr, betas=(0.9, 0.98), eps=1e-6
     )
-    batches = PairBatches(specs, args) if args.batching == "pairs" else RandomBatches(specs, args)
+    if args.batching == "pairs":
+        batches = PairBatches(specs, args)
+    else:
+        batches = RandomBatches(specs, args, background)
 
     def lr_at(step: int) -> float:
         if step < args.warmup:
@@ -510,6 +580,15 @@ def main(argv: list[str] | None = None) -> None:
                 f"held-out shape accuracy {shape:.3f}",
                 flush=True,
             )
+            if varied_val is not None:
+                seen, held, shape = quick_check(model, tokens, *varied_val)
+                print(
+                    f"  varied: text→image P@10 seen {seen:.3f} held-out {held:.3f}, "
+                    f"held-out shape accuracy {shape:.3f}",
+                    flush=True,
+                )
+            # A checkpoint at every check, so a run stopped early still leaves a model.
+            save_model(model, cfg, args.out)
 
     save_model(model, cfg, args.out)
     print(f"saved to {args.out} after {time.time() - start:.0f} s in all", flush=True)
