@@ -101,6 +101,9 @@ class TrainArgs:
     cache: Path | None
     n_varied: int
     init: Path | None
+    shape_loss: float
+    colour_loss: float
+    scramble: int
 
 
 def parse_args(argv: list[str] | None = None) -> TrainArgs:
@@ -154,6 +157,27 @@ def parse_args(argv: list[str] | None = None) -> TrainArgs:
         type=Path,
         default=None,
         help="fine-tune from the weights in this local-dir model folder (same config)",
+    )
+    p.add_argument(
+        "--shape-loss",
+        type=float,
+        default=0.0,
+        help="weight of a zero-shot shape term: one-object images against the ten shape "
+        "prompts ('a photo of a star', ...), cross-entropy through the text tower",
+    )
+    p.add_argument(
+        "--colour-loss",
+        type=float,
+        default=0.0,
+        help="weight of the same term for the twelve colour prompts ('a red shape', ...)",
+    )
+    p.add_argument(
+        "--scramble",
+        type=int,
+        default=0,
+        help="feed the shape term up to this many one-object images with their colour channels "
+        "permuted or greyed instead of the originals: colour can then no longer stand in for "
+        "shape (without it the term teaches 'red is never a circle' from the held-out split)",
     )
     ns = p.parse_args(argv)
     return TrainArgs(**vars(ns))
@@ -474,6 +498,51 @@ def load_init(model: open_clip.CLIP, folder: Path) -> None:
     model.load_state_dict({k: v.to(reference[k].dtype) for k, v in state.items()})
 
 
+# Prompts of the zero-shot attribute terms, cycled per step; {a} is the name with its article.
+SHAPE_PROMPTS = ("a photo of {a}", "{a}", "a picture of {a}")
+COLOUR_PROMPTS = ("{a} shape", "something {name}", "a photo of {a} object")
+
+
+def attribute_loss(
+    model: open_clip.CLIP,
+    tokens: CaptionTokens,
+    image_features: torch.Tensor,
+    labels: list[str | None],
+    names: list[str],
+    prompt: str,
+    scale: torch.Tensor,
+) -> torch.Tensor:
+    """Cross-entropy of samples with a label against one prompt per name (zero-shot style).
+
+    Samples whose label is None (several objects) are left out; ``prompt`` is formatted with
+    ``name`` and ``a`` (the name with its article: ``"a photo of {a}"`` → "a photo of an ellipse").
+    """
+    rows = [k for k, label in enumerate(labels) if label is not None]
+    if not rows:
+        return image_features.sum() * 0
+    texts = [prompt.format(name=n, a=synthetic.object_phrase(n)) for n in names]
+    text = F.normalize(encode_text_trimmed(model, tokens(texts)), dim=-1)
+    target = torch.tensor([names.index(labels[k]) for k in rows])
+    return F.cross_entropy(scale * image_features[rows] @ text.T, target)
+
+
+_PERMUTATIONS = ((1, 0, 2), (2, 1, 0), (0, 2, 1), (1, 2, 0), (2, 0, 1))
+
+
+def scramble_colours(images: torch.Tensor, step: int) -> torch.Tensor:
+    """uint8 NCHW images with their colour channels permuted (a different non-identity
+    permutation per image) or, for every fourth image, greyed; deterministic from ``step``."""
+    generator = torch.Generator().manual_seed(step)
+    out = images.clone()
+    choice = torch.randint(0, len(_PERMUTATIONS) + 2, (len(images),), generator=generator)
+    for k, c in enumerate(choice.tolist()):
+        if c < len(_PERMUTATIONS):
+            out[k] = images[k][list(_PERMUTATIONS[c])]
+        else:
+            out[k] = images[k].float().mean(dim=0, keepdim=True).round().to(torch.uint8)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Train and save the model."""
     args = parse_args(argv)
@@ -558,6 +627,31 @@ def main(argv: list[str] | None = None) -> None:
                 for members, texts in groups
             ]
             loss = loss + args.attribute_loss * torch.stack(extra).mean()
+        if args.shape_loss or args.colour_loss:
+            objects = [specs[i].objects for i in index]
+            one = [o[0] if len(o) == 1 else None for o in objects]
+            rng_prompt = SHAPE_PROMPTS[step % len(SHAPE_PROMPTS)]
+            if args.shape_loss:
+                shapes = [o.shape if o else None for o in one]
+                features = image_features
+                if args.scramble:
+                    rows = [k for k, o in enumerate(one) if o is not None][: args.scramble]
+                    features = F.normalize(
+                        model.encode_image(
+                            normalise(scramble_colours(images[torch.from_numpy(index[rows])], step))
+                        ),
+                        dim=-1,
+                    )
+                    shapes = [shapes[k] for k in rows]
+                loss = loss + args.shape_loss * attribute_loss(
+                    model, tokens, features, shapes, list(synthetic.SHAPES), rng_prompt, scale
+                )
+            if args.colour_loss:
+                colours = [o.colour if o else None for o in one]
+                prompt = COLOUR_PROMPTS[step % len(COLOUR_PROMPTS)]
+                loss = loss + args.colour_loss * attribute_loss(
+                    model, tokens, image_features, colours, list(synthetic.COLOURS), prompt, scale
+                )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
