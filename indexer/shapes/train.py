@@ -23,6 +23,14 @@ image of every seen shape × colour pair (so neither attribute alone tells the s
 attribute never repeats ("a circle" vs "a star" ...). It did not beat the default per image seen
 in short runs and costs more per image, so it is not the default.
 
+Robustness options (issue 15; see the model card for what they measured): ``--n-varied N``
+adds N scenes of the ``train`` split drawn by :mod:`indexer.shapes.varied` (48–512 px canvases,
+any rotation, outlines, textured backgrounds, JPEG, blur, ...; captions leave out a replaced
+background); ``--init FOLDER`` fine-tunes from a model folder; ``--shape-loss`` / ``--colour-loss``
+add zero-shot classification terms against the shape / colour prompts; ``--scramble N`` feeds
+the shape term colour-permuted copies so colour cannot stand in for shape. A checkpoint is
+written to ``--out`` at every check.
+
 Same seed, same arguments and the same number of threads give the same weights (float sums can
 differ between thread counts). This is a script: it prints its progress.
 """
