@@ -54,3 +54,22 @@ def test_captions_leave_out_a_replaced_background() -> None:
     assert any("star" in t for t in texts)
     kept = [train.caption(spec, rng, set()) for _ in range(200)]
     assert any("background" in t for t in kept)
+
+
+def test_scrambled_colours_keep_the_pixels_layout_and_change_the_colours() -> None:
+    specs = sample_scenes(8, seed=6, split="train")
+    images = train.render(specs, 64, workers=1)
+    once = train.scramble_colours(images, step=3)
+    assert once.shape == images.shape and once.dtype == images.dtype
+    assert torch_equal(once, train.scramble_colours(images, step=3))
+    for original, scrambled in zip(images, once, strict=True):
+        assert not torch_equal(original, scrambled)
+        # The same pixels, moved between channels (or greyed): the sorted values per image are
+        # a permutation's, or every channel is the same.
+        same_multiset = sorted(original.flatten().tolist()) == sorted(scrambled.flatten().tolist())
+        grey = bool((scrambled[0] == scrambled[1]).all() and (scrambled[1] == scrambled[2]).all())
+        assert same_multiset or grey
+
+
+def torch_equal(a, b) -> bool:
+    return bool((a == b).all())
