@@ -45,13 +45,14 @@ def test_colour_holds_on_images_drawn_by_other_code(embedded) -> None:
     embedder, feats, pairs = embedded
     prompts = [f"a photo of {object_phrase(c)} shape" for c in COLOURS]
     colours = accuracy(embedder, feats, prompts, [c for _, c in pairs], list(COLOURS))
-    assert colours >= 0.6  # chance 1/12; measured 0.76 (bench/eval_other_renderer.py: 0.80)
+    assert colours >= 0.7  # chance 1/12; measured 0.86 (bench/eval_other_renderer.py: 0.90)
 
 
 def test_shape_is_recognised_above_chance_on_images_drawn_by_other_code(embedded) -> None:
     """A floor, not the goal: issue 15 asks for 0.6 and the shipped model does not reach it
-    (measured 0.23 here, 0.20 in bench/eval_other_renderer.py; see the model card)."""
+    (measured 0.26 here and in bench/eval_other_renderer.py, 0.23 / 0.20 before issue 15's
+    fine-tunes; see the model card)."""
     embedder, feats, pairs = embedded
     prompts = [f"a photo of {object_phrase(s)}" for s in SHAPES]
     shapes = accuracy(embedder, feats, prompts, [s for s, _ in pairs], list(SHAPES))
-    assert shapes >= 0.15  # chance 0.1
+    assert shapes >= 0.2  # chance 0.1
