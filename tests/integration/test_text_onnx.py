@@ -114,7 +114,16 @@ def test_the_same_top_k_on_the_shape_collection(tiny, towers, tiny_store_templat
         for query in QUERIES:
             exact = store.search(embedder.embed_texts([query])[0], limit=10)
             onnx = store.search(towers[precision].embed_texts([query])[0], limit=10)
-            assert [p.id for p in onnx] == [p.id for p in exact], query
+            if precision == "fp32":
+                assert [p.id for p in onnx] == [p.id for p in exact], query
+                continue
+            # int8 moves scores by about 1e-3, so two images that tie that closely may swap
+            # (two black stars, with the issue 15 weights): the same ten, and where the order
+            # differs, the exact scores were within 0.01.
+            assert {p.id for p in onnx} == {p.id for p in exact}, query
+            score = {p.id: p.score for p in exact}
+            for a, b in zip(onnx, exact, strict=True):
+                assert a.id == b.id or abs(score[a.id] - b.score) < 0.01, query
     finally:
         store.close()
 

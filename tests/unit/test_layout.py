@@ -47,7 +47,11 @@ def test_the_core_finds_the_shipped_model_without_loading_the_shapes_generator()
         "import indexer.weights, indexer.embed, indexer.indexing, pipelines.index_flow"
     )
     assert "indexer.shapes" in loaded  # the package, as the model folder's home
-    assert {"indexer.shapes.synthetic", "indexer.shapes.train"} & loaded == set()
+    assert {
+        "indexer.shapes.synthetic",
+        "indexer.shapes.train",
+        "indexer.shapes.varied",
+    } & loaded == set()
     model = SHIPPED_MODELS_DIR / "anyshot-tiny"
     files = {"open_clip_config.json", "open_clip_model.safetensors", "README.md"}
     assert files <= {path.name for path in model.iterdir()}
