@@ -9,24 +9,14 @@ import os
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from cli_runs import json_lines, run
 from fastapi.testclient import TestClient
 from format_files import make_avif, make_dng, make_heic, make_jpeg, photo_exif
 
 from indexer.config import build_settings
 from search.api import create_app
-from search.cli import main
 
 LISBON = (38.7223, -9.1393)
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
-
-
-def json_lines(stdout: str) -> list[dict]:
-    return [json.loads(line) for line in stdout.strip().splitlines()]
 
 
 @pytest.fixture(scope="module")

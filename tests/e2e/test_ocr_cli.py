@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from cli_runs import json_lines, run
 from fastapi.testclient import TestClient
 from text_images import load_font, photo_without_text, render_text_image
 
@@ -23,7 +23,6 @@ from indexer.ocr import MAX_TEXT_CHARS, TextReader
 from indexer.schema import point_id
 from indexer.stores.opening import open_store
 from search.api import create_app
-from search.cli import main
 from search.client import ImageSearch
 
 SIGNS = {
@@ -43,15 +42,6 @@ def write_signs(folder: Path) -> None:
         image.save(folder / f"{stem}.jpg", quality=92)
     for i in range(2):
         photo_without_text(rng).save(folder / f"plain{i}.jpg", quality=92)
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
-
-
-def json_lines(stdout: str) -> list[dict]:
-    return [json.loads(line) for line in stdout.strip().splitlines()]
 
 
 def stems(hits: list[dict]) -> list[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from cli_runs import json_lines, run
 from fastapi.testclient import TestClient
 from photo_files import write_trip
 
@@ -18,7 +18,6 @@ from indexer.indexing import plan_index, refresh_metadata
 from indexer.schema import PAYLOAD_KEYS, ImageRecord, point_id
 from indexer.stores.opening import open_store
 from search.api import create_app
-from search.cli import main
 from search.client import ImageSearch
 
 ADVERSARIAL = [
@@ -33,15 +32,6 @@ ADVERSARIAL = [
     ("has=wings", "has= takes gps, taken, text"),
     ("camera<iPhone", "camera takes '='"),
 ]
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
-
-
-def json_lines(stdout: str) -> list[dict]:
-    return [json.loads(line) for line in stdout.strip().splitlines()]
 
 
 def stems(hits: list[dict]) -> list[str]:

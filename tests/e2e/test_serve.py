@@ -18,13 +18,12 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from cli_runs import run
 from shape_collection import free_port, shape_of, write_shape_images
 
 from indexer.config import build_settings
 from indexer.stores.opening import open_store
 from indexer.trusted_roots import trust_roots
-from search.cli import main
 
 pytestmark = pytest.mark.slow
 
@@ -73,11 +72,6 @@ def served(tiny_store_template, tmp_path_factory) -> Iterator[tuple[str, Path, P
 def get_json(url: str) -> object:
     with urllib.request.urlopen(url, timeout=30) as reply:
         return json.loads(reply.read())
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_server_advertises_itself_in_the_store(served) -> None:

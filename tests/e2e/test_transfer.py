@@ -6,18 +6,12 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from cli_runs import run
 
 from indexer.config import StoreSettings
 from indexer.errors import ParquetError
 from indexer.stores.opening import open_store
 from indexer.transfer import export_collection, load_collection
-from search.cli import main
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_export_then_load_into_another_store(image_folder, random_model_name, tmp_path):

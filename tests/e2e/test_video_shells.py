@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from cli_runs import json_lines, run
 from fastapi.testclient import TestClient
 from shape_collection import write_shape_images
 from video_files import RED_CIRCLE_STORY, make_video
@@ -17,16 +17,6 @@ from video_files import RED_CIRCLE_STORY, make_video
 from indexer.config import build_settings
 from indexer.stores.opening import open_store
 from search.api import create_app
-from search.cli import main
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
-
-
-def json_lines(stdout: str) -> list[dict]:
-    return [json.loads(line) for line in stdout.strip().splitlines()]
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from cli_runs import run
 from fastapi.testclient import TestClient
 
 from indexer.config import build_settings
@@ -21,16 +21,10 @@ from indexer.shapes.synthetic import generate_collection
 from indexer.stores.interface import PayloadFilter
 from indexer.stores.opening import open_store
 from search.api import create_app
-from search.cli import main
 from search.client import ImageSearch
 from search.knowledge import KnowledgeBase, KnowledgeEntry
 
 N_IMAGES = 160
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture(scope="module")
