@@ -49,18 +49,8 @@ from indexer.generator import FUSIONS, chunk_text, fuse_ranked, noise_seed, unit
 from indexer.generator_train import TrainOptions, _ridge, embed_descriptions, train_generator
 from indexer.shapes import synthetic
 from indexer.stores.interface import ScoredPoint
+from search.engine import PROMPT_TEMPLATES  # the name route's templates, as the engine uses them
 
-TEMPLATES = (
-    "a photo of a {}.",
-    "a picture of a {}.",
-    "an image of a {}.",
-    "a {}.",
-    "a photo of the {}.",
-    "a close-up photo of a {}.",
-    "a good photo of a {}.",
-    "a photo of a small {}.",
-    "a photo of a large {}.",
-)
 ATTRIBUTE_TEMPLATES = (
     "a {c} {s}",
     "a {s} in {c}",
@@ -260,7 +250,8 @@ def main() -> None:
                    np.concatenate([train_images, train_images[desc_rows]]))  # fmt: skip
 
     def template_vector(name: str) -> np.ndarray:
-        return unit_rows(embed_texts([t.format(name) for t in TEMPLATES]).mean(0, keepdims=True))[0]
+        prompts = [t.format(name) for t in PROMPT_TEMPLATES]
+        return unit_rows(embed_texts(prompts).mean(0, keepdims=True))[0]
 
     def routes(pair: tuple[str, str], kind: str) -> dict[str, list[int]]:
         name = names[pair]
