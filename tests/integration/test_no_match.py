@@ -106,7 +106,8 @@ def test_every_kind_with_a_vector_has_a_confidence(client, collection) -> None:
         assert result.explain["confidence"] == expected(result.explain), kind
     assert kinds["image"].explain["score_scale"] == "image-image"
     assert kinds["mixed"].explain["score_scale"] == "mixed"
-    assert kinds["image"].explain["best_score"] == pytest.approx(1.0, abs=1e-4)  # itself
+    # itself (int8 CPUs: the query goes through torch, the index through the ONNX tower)
+    assert kinds["image"].explain["best_score"] == pytest.approx(1.0, abs=1e-3)
 
 
 def test_more_like_this_does_not_count_the_image_itself(client) -> None:
