@@ -35,6 +35,7 @@ from indexer.batch_calibration import (
 from indexer.cpu import int8_weight_type, resolve_cpu_precision
 from indexer.errors import ModelError
 from indexer.export_cache import export_cache_dir, export_file_name
+from indexer.onnx_session import open_tower
 from indexer.prepare import PixelPipeline, ResizeCrop
 from indexer.schema import ModelIdentity
 from indexer.weights import LOCAL_DIR_PREFIX, fingerprint_file, looks_like_path
@@ -187,25 +188,17 @@ class OnnxImageModel:
     """
 
     def __init__(self, path: Path, settings: ModelSettings) -> None:
-        import onnxruntime
-
         self.settings = settings
         self.threads = usable_threads(settings)
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        # Spinning threads would take the cores the decoding workers need between batches.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self._session = onnxruntime.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
-            metadata = self._session.get_modelmeta().custom_metadata_map
-            self.info = ImageTowerInfo.from_json(metadata[METADATA_KEY])
-        except Exception as exc:  # ORT's own Fail/InvalidProtobuf; JSON, KeyError, TypeError
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ImageTowerUnusable(f"cannot use the image tower {path}: {first}") from exc
+        self._session, self.info = open_tower(
+            path,
+            METADATA_KEY,
+            ImageTowerInfo.from_json,
+            what="image tower",
+            unusable=ImageTowerUnusable,
+            threads=self.threads,
+            inter_op_threads=1,  # spinning or extra threads take the decoding workers' cores
+        )
         if self.info.format != IMAGE_TOWER_FORMAT:
             raise ImageTowerUnusable(f"{path}: export format {self.info.format} is not this one's")
         if not ResizeCrop.supports(self.info.resize_mode, self.info.interpolation):

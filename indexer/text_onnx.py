@@ -25,6 +25,7 @@ import numpy as np
 
 from indexer.errors import ModelError, QueryError
 from indexer.export_cache import export_cache_dir, export_file_name
+from indexer.onnx_session import open_tower
 from indexer.schema import ModelIdentity
 from indexer.weights import (
     LOCAL_DIR_PREFIX,
@@ -207,24 +208,14 @@ class OnnxTextTower:
     """
 
     def __init__(self, path: Path, *, threads: int | None = None) -> None:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3  # ORT's warnings about unused initializers are noise
-        if threads:
-            options.intra_op_num_threads = threads
-        # Threads that spin between calls steal the cores of everything else (a server's
-        # decoding workers, other processes): a query is cheap enough to wait passively.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self._session = onnxruntime.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
-            metadata = self._session.get_modelmeta().custom_metadata_map
-            self.info = TextTowerInfo.from_json(metadata[METADATA_KEY])
-        except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/...; JSON, KeyError
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise TextTowerUnusable(f"cannot use the text tower {path}: {first}") from exc
+        self._session, self.info = open_tower(
+            path,
+            METADATA_KEY,
+            TextTowerInfo.from_json,
+            what="text tower",
+            unusable=TextTowerUnusable,
+            threads=threads,
+        )
         if self.info.format != TEXT_TOWER_FORMAT or self.info.tokenizer != TOKENIZER_CLIP_BPE:
             raise TextTowerUnusable(f"{path}: export format {self.info.format} is not this one's")
         self.path = path
