@@ -1,4 +1,5 @@
-"""A real Prefect server for the flow tests, started once per session on 127.0.0.1."""
+"""A real Prefect server for the flow tests, started once per session on 127.0.0.1; the tiny
+model for the tests of the exported towers."""
 
 from __future__ import annotations
 
@@ -10,8 +11,13 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from indexer.config import ModelSettings
+    from indexer.embed import Embedder
 
 PREFECT_ENV = {
     "DO_NOT_TRACK": "1",
@@ -79,3 +85,16 @@ def prefect_env(prefect_api: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
     monkeypatch.setenv("DASK_TEMPORARY_DIRECTORY", str(Path(os.environ.get("TMPDIR", "/tmp"))))
     with temporary_settings({PREFECT_API_URL: prefect_api}):
         yield prefect_api
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Embedder, ModelSettings]:
+    """(Embedder, ModelSettings): anyshot-tiny in fp32 with an export cache of its own (per
+    test module), for the tests of the exported towers."""
+    from indexer.config import ModelSettings
+    from indexer.embed import Embedder
+
+    settings = ModelSettings(
+        name="anyshot-tiny", precision="fp32", cache_dir=tmp_path_factory.mktemp("tower-cache")
+    )
+    return Embedder(settings), settings

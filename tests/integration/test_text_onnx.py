@@ -41,15 +41,6 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> tuple[Embedder, ModelSettings]:
-    """anyshot-tiny in fp32 with a cache of its own."""
-    settings = ModelSettings(
-        name="anyshot-tiny", precision="fp32", cache_dir=tmp_path_factory.mktemp("tower-cache")
-    )
-    return Embedder(settings), settings
-
-
-@pytest.fixture(scope="module")
 def towers(tiny) -> dict[str, OnnxTextTower]:
     embedder, settings = tiny
     return {
