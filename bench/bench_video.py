@@ -5,6 +5,7 @@ Run from the repository root (not in CI)::
     python bench/bench_video.py                      # speed table + retrieval, ~5 min on 2 cores
     python bench/bench_video.py --long               # adds a 30-minute 480p video
     python bench/bench_video.py --retrieval 48       # more generated videos for the hit rate
+    python bench/bench_video.py --split --no-speed --retrieval 0   # one long video cut in parts
 
 **Speed.** For each (codec, size, length) a video of the synthetic domain's shapes is made with
 the encoders in PyAV's wheel (24 fps; a new scene every 4-8 s, the shape drifting), then indexed
@@ -18,14 +19,22 @@ other shapes before and after) each show "a red circle" in a random 2-second win
 indexed into one store, and ``a red circle`` is searched within each video (grouped: the
 video's best moment). A hit is a best moment inside the window; the error is the distance from
 the best moment to the window (0 inside it).
+
+**Split.** ``--split`` indexes one long video (10 minutes of 720p H.264 by default) with the CLI
+in fresh processes: inline, then with the Dask runner (2 local workers) uncut and cut into 2
+and 4 stretches (``ANYSHOT_INDEX__VIDEO_PART_SECONDS``). Wall times include each process's
+start (and for Dask its cluster and temporary Prefect server), so the ratio that matters is
+between the Dask rows; where the red circle's best moment lands is checked in each store.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import random
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -184,6 +193,58 @@ def retrieval(args: argparse.Namespace, work: Path) -> None:
     )
 
 
+SPLIT_CASE = ("h264", 1280, 720, 600)
+
+
+def split(args: argparse.Namespace, work: Path) -> None:
+    codec, width, height, seconds = SPLIT_CASE
+    folder = work / f"split-{codec}-{height}p-{seconds}s"
+    path = folder / f"v{CODECS[codec][1]}"
+    rng = random.Random(3)
+    window = (seconds * 0.7, seconds * 0.7 + 3)
+    after = [
+        Segment(s.start + window[1], s.end + window[1], s.shape, s.colour, s.background)
+        for s in story(seconds - window[1], rng)
+    ]
+    segments = [*story(window[0], rng), Segment(*window, "circle", "red", "white"), *after]
+    if not path.exists():
+        part = path.with_name(f"part-{path.name}")
+        make_video(part, segments, size=(width, height), fps=24, codec=codec)
+        part.rename(path)
+    print(f"\n## One long video in stretches ({args.model}; {codec} {height}p {seconds} s; "
+          f"{cpu_line()})\n")  # fmt: skip
+    print("| runner | stretches | wall s | frames | decode s | red circle's best moment |")
+    print("|---|---|---|---|---|---|")
+    anyshot = str(Path(sys.executable).with_name("anyshot"))
+    runs = [("inline", 0.0), ("dask", 0.0), ("dask", seconds / 2 + 1), ("dask", seconds / 4 + 1)]
+    for runner, part_seconds in runs:
+        store = work / f"split-store-{runner}-{int(part_seconds)}"
+        subprocess.run(["rm", "-rf", str(store)], check=True)
+        env = {**os.environ, "ANYSHOT_INDEX__VIDEO_PART_SECONDS": str(part_seconds)}
+        command = [anyshot, "index", str(folder), "--store", str(store),
+                   "--model", args.model, "--runner", runner, "--json"]  # fmt: skip
+        if runner == "dask":
+            command += ["--dask-workers", "2"]
+        started = time.perf_counter()
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        wall = time.perf_counter() - started
+        summary = json.loads(done.stdout.strip().splitlines()[-1])
+        found = subprocess.run(
+            [anyshot, "search", "a red circle", "--store", str(store),
+             "-k", "1", "--json"],
+            env=env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        t = json.loads(found.stdout.strip().splitlines()[0]).get("t")
+        inside = t is not None and window[0] <= t <= window[1]
+        stretches = 1 if part_seconds <= 0 else -(-seconds // int(part_seconds))
+        print(
+            f"| {runner} | {stretches if runner == 'dask' else '-'} | {wall:.1f} | "
+            f"{summary['frames']} | {summary['video_decode_seconds']:.1f} | "
+            f"{t} s ({'inside' if inside else 'outside'} [{window[0]:.0f}, {window[1]:.0f}]) |",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="anyshot-tiny")
@@ -192,6 +253,7 @@ def main() -> None:
     parser.add_argument("--long", action="store_true", help="add a 30-minute 480p video")
     parser.add_argument("--retrieval", type=int, default=30, help="videos for the hit rate")
     parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument("--split", action="store_true", help="one long video cut in stretches")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args.work.mkdir(parents=True, exist_ok=True)
@@ -199,6 +261,8 @@ def main() -> None:
         speed(args, args.work)
     if args.retrieval:
         retrieval(args, args.work)
+    if args.split:
+        split(args, args.work)
 
 
 if __name__ == "__main__":

@@ -422,6 +422,15 @@ class IndexSettings(BaseModel):
         le=86_400,
         description="Seconds one video may take to decode; the frames kept by then are indexed.",
     )
+    video_part_seconds: float = Field(
+        600.0,
+        ge=0,
+        le=86_400,
+        description=(
+            "With the Dask runner, videos longer than this (seconds) are read in stretches of "
+            "about this length on several workers at once; 0: one worker per video."
+        ),
+    )
 
 
 class ApiSettings(BaseModel):

@@ -11,7 +11,14 @@ are chosen by content, not only by the clock:
   and non-reference frames (B-frames) are not decoded at all;
 - a video longer than ``keyframes_after`` seconds decodes only its keyframes, then seeks to
   fill the gaps longer than ``max_gap``: an hour of video is never decoded in full;
-- FFmpeg decodes with its own threads (frame and slice threading).
+- FFmpeg decodes with its own threads (frame and slice threading), at reduced resolution where
+  the decoder has such a mode (``lowres``: MPEG-4 part 2, MPEG-1/2, MJPEG) and the frame stays
+  at least the model's input;
+- frames are turned upright by the stream's display matrix (phones store portrait videos
+  sideways with a rotation flag);
+- a stretch of a video can be read alone (``start``/``end``: seek, then decode that stretch
+  only), so one long video can be split by time ranges across workers
+  (:func:`time_ranges`); the first frame decoded in a stretch is kept.
 
 Bad input never raises anything but :class:`~indexer.errors.VideoDecodeError` (nothing
 usable: the file is skipped with its reason). A video that breaks midway (corrupt packets, a
@@ -99,6 +106,12 @@ class DecodedVideo:
         codec: The codec's FFmpeg name (``h264``, ``vp9``, ...).
         notes: Why the video was indexed only in part (empty when read to its end).
         decode_seconds: Time spent reading.
+        turns: Quarter turns counterclockwise applied to every frame to show it upright (the
+            stream's display matrix: phones store portrait videos sideways); ``width`` and
+            ``height`` are then the upright ones.
+        decoded_size: The (width, height) the decoder gave: smaller than the stream's when it
+            decoded at reduced resolution (FFmpeg's ``lowres``: MPEG-4 part 2, MPEG-1/2,
+            MJPEG and others; H.264, HEVC, VP9 and AV1 decoders have no such mode).
     """
 
     frames: list[tuple[float, Image.Image]] = field(default_factory=list)
@@ -109,6 +122,8 @@ class DecodedVideo:
     codec: str = ""
     notes: list[str] = field(default_factory=list)
     decode_seconds: float = 0.0
+    decoded_size: tuple[int, int] = (0, 0)
+    turns: int = 0
 
 
 def frame_id(uri: str, t: float) -> int:
@@ -152,6 +167,39 @@ def _scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     return max(2, round(width * scale)), max(2, round(height * scale))
 
 
+def lowres_level(width: int, height: int, short_side: int) -> int:
+    """How many times (0-3) a decoder may halve a frame's sides and keep ``short_side``."""
+    level = 0
+    while level < 3 and min(width, height) >> (level + 1) >= short_side:
+        level += 1
+    return level
+
+
+def quarter_turns(frame: Any) -> int:
+    """Quarter turns counterclockwise (0-3) that show ``frame`` upright, from its display
+    matrix (0 when it has none, or an angle that is no multiple of 90°)."""
+    try:
+        degrees = float(frame.rotation or 0)
+    except (AttributeError, TypeError, ValueError):
+        return 0
+    turns = round(degrees / 90)
+    return turns % 4 if math.isfinite(degrees) and abs(degrees - 90 * turns) < 1 else 0
+
+
+def upright(image: Image.Image, turns: int) -> Image.Image:
+    """``image`` turned ``turns`` quarter turns counterclockwise."""
+    from PIL import Image
+
+    steps = (
+        None,
+        Image.Transpose.ROTATE_90,
+        Image.Transpose.ROTATE_180,
+        Image.Transpose.ROTATE_270,
+    )
+    step = steps[turns % 4]
+    return image if step is None else image.transpose(step)
+
+
 def _frame_time(frame: Any, stream: Any, fallback: float) -> float:
     t = frame.time
     if t is None or not math.isfinite(t):
@@ -185,6 +233,9 @@ class _Reader:
         self.last_seen = 0.0  # the latest frame time decoded
         self.last_tiny: np.ndarray | None = None
         self.size = (0, 0)
+        self.start = 0.0  # the stretch read: frames before start are skipped,
+        self.end = math.inf  # and the read stops at the first frame at or after end
+        self.reached_end = False  # a frame at or after end was decoded: the stretch is whole
 
     def late(self) -> bool:
         return time.monotonic() - self.started - self.elsewhere > self.choice.timeout
@@ -196,6 +247,9 @@ class _Reader:
         """Keep ``frame`` when the rules say so."""
         choice = self.choice
         self.last_seen = max(self.last_seen, t)
+        if not self.result.decoded_size[0]:
+            self.result.decoded_size = (int(frame.width), int(frame.height))
+            self.result.turns = quarter_turns(frame)
         if t < self.last_kept + choice.min_gap:
             return  # the cheap drop: no conversion
         tiny = frame.to_ndarray(width=TINY_SIZE[0], height=TINY_SIZE[1], format="rgb24")
@@ -208,7 +262,7 @@ class _Reader:
         if not due:
             return
         width, height = self.size
-        image = frame.to_image(width=width, height=height)
+        image = upright(frame.to_image(width=width, height=height), self.result.turns)
         t = round(t, 3)
         self.result.times.append(t)
         if self.on_frame is None:
@@ -230,6 +284,8 @@ def read_video_frames(
     *,
     short_side: int = 224,
     on_frame: Callable[[float, Image.Image], None] | None = None,
+    start: float = 0.0,
+    end: float | None = None,
 ) -> DecodedVideo:
     """Decode the frames of a video worth indexing.
 
@@ -240,6 +296,10 @@ def read_video_frames(
         on_frame: Called with each kept frame as it is decoded, instead of keeping the frames
             in the result (a long video's frames need not all fit in memory). Its time does
             not count against the deadline; its exceptions end the read.
+        start: Read from this second on (a seek to the keyframe before it; earlier frames
+            are decoded only as far as the codec needs them). The first frame read is kept.
+        end: Stop before this second; None: read to the end. The deadline and the frame cap
+            apply to the stretch.
 
     Returns:
         The kept frames, with the video's duration, size, codec and notes.
@@ -257,26 +317,23 @@ def read_video_frames(
     except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
         raise VideoDecodeError(path, f"cannot open video: {_why(exc)}") from exc
     try:
-        streams = container.streams.video
-        if not streams:
-            audio = " (audio only)" if container.streams.audio else ""
-            raise VideoDecodeError(path, f"no video stream{audio}")
-        stream = streams[0]
+        stream = _video_stream(container, path, choice)
         ctx = stream.codec_context
-        width, height = int(ctx.width or 0), int(ctx.height or 0)
-        if width <= 0 or height <= 0:
-            raise VideoDecodeError(path, "no decodable video stream (no frame size)")
-        if width * height > choice.max_pixels or max(width, height) > 65_535:
-            raise VideoDecodeError(
-                path, f"{width}x{height} frames exceed video_max_pixels ({choice.max_pixels})"
-            )
+        width, height = int(ctx.width), int(ctx.height)
         result.width, result.height = width, height
         result.codec = ctx.name or ""
         reader.size = _scaled_size(width, height, short_side)
+        level = lowres_level(width, height, short_side)
+        if level:  # decoders without a reduced-resolution mode ignore the option
+            ctx.options = {**ctx.options, "lowres": str(level)}
         result.duration = _header_duration(container, stream)
         stream.thread_type = "AUTO"
+        reader.start = max(0.0, start)
+        reader.end = math.inf if end is None else end
         long_video = result.duration > choice.keyframes_after > 0
         ctx.skip_frame = "NONKEY" if long_video else "NONREF"
+        if reader.start > 0:
+            _seek(container, stream, reader.start)
         _decode_pass(container, stream, reader)
         if long_video and not reader.late() and not reader.full():
             _fill_gaps(container, stream, reader)
@@ -291,10 +348,16 @@ def read_video_frames(
     finally:
         container.close()
     result.frames.sort(key=lambda pair: pair[0])
+    if result.turns % 2:
+        result.width, result.height = result.height, result.width
+    stretch_end = min(reader.end, result.duration)
     if result.times and result.duration <= 0:
         result.duration = max(result.times)
-    elif not result.notes and reader.last_seen < result.duration - max(
-        2 * choice.min_gap, 0.05 * result.duration
+    elif (
+        not result.notes
+        and not reader.reached_end
+        and reader.last_seen
+        < stretch_end - max(2 * choice.min_gap, 0.05 * (stretch_end - reader.start))
     ):
         result.notes.append(
             f"the stream ended at {reader.last_seen:.1f} s of the {result.duration:.1f} s its "
@@ -307,6 +370,47 @@ def read_video_frames(
     return result
 
 
+def _video_stream(container: Any, path: str, choice: FrameChoice) -> Any:
+    """The container's first video stream, when its header is sane.
+
+    Raises:
+        VideoDecodeError: No video stream, no frame size, or absurd frame sizes.
+    """
+    streams = container.streams.video
+    if not streams:
+        audio = " (audio only)" if container.streams.audio else ""
+        raise VideoDecodeError(path, f"no video stream{audio}")
+    stream = streams[0]
+    ctx = stream.codec_context
+    width, height = int(ctx.width or 0), int(ctx.height or 0)
+    if width <= 0 or height <= 0:
+        raise VideoDecodeError(path, "no decodable video stream (no frame size)")
+    if width * height > choice.max_pixels or max(width, height) > 65_535:
+        raise VideoDecodeError(
+            path, f"{width}x{height} frames exceed video_max_pixels ({choice.max_pixels})"
+        )
+    return stream
+
+
+def video_duration(path: str, choice: FrameChoice) -> float:
+    """The duration a video's header claims, in seconds (0 when it says none), read without
+    decoding a frame: what splitting a video into stretches needs.
+
+    Raises:
+        VideoDecodeError: As :func:`read_video_frames` for a file it would refuse at once.
+    """
+    import av
+
+    try:
+        container = av.open(path, metadata_errors="ignore")
+    except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
+        raise VideoDecodeError(path, f"cannot open video: {_why(exc)}") from exc
+    try:
+        return _header_duration(container, _video_stream(container, path, choice))
+    finally:
+        container.close()
+
+
 def _header_duration(container: Any, stream: Any) -> float:
     if stream.duration and stream.time_base:
         seconds = float(stream.duration * stream.time_base)
@@ -315,6 +419,26 @@ def _header_duration(container: Any, stream: Any) -> float:
     else:
         return 0.0
     return seconds if math.isfinite(seconds) and 0 < seconds < 10 * 365 * 86_400 else 0.0
+
+
+def _seek(container: Any, stream: Any, t: float) -> None:
+    """Seek to the keyframe at or before ``t`` seconds from the start."""
+    base = stream.time_base
+    origin = float(stream.start_time * base) if stream.start_time else 0.0
+    container.seek(int((t + origin) / base), stream=stream, backward=True)
+
+
+def time_ranges(duration: float, part_seconds: float) -> list[tuple[float, float | None]]:
+    """Split ``duration`` seconds into consecutive stretches of ``part_seconds`` at most.
+
+    The last stretch is open (``None``: to the end), so frames past a header's duration are
+    still read. One stretch ``(0, None)`` when the video is not longer than a part.
+    """
+    if part_seconds <= 0 or duration <= part_seconds:
+        return [(0.0, None)]
+    count = math.ceil(duration / part_seconds)
+    edges = [round(k * duration / count, 3) for k in range(count)]
+    return [(a, b) for a, b in itertools.pairwise(edges)] + [(edges[-1], None)]
 
 
 def _decode_pass(container: Any, stream: Any, reader: _Reader) -> None:
@@ -346,7 +470,12 @@ def _decode_pass(container: Any, stream: Any, reader: _Reader) -> None:
         bad_in_row = 0
         for frame in frames:
             count += 1
-            last_t = _frame_time(frame, stream, count / rate)
+            last_t = _frame_time(frame, stream, reader.start + count / rate)
+            if last_t < reader.start:
+                continue  # decoded only to reach the stretch
+            if last_t >= reader.end:
+                reader.reached_end = True
+                return
             reader.offer(frame, last_t)
             if reader.full():
                 result.notes.append(
@@ -360,7 +489,10 @@ def _fill_gaps(container: Any, stream: Any, reader: _Reader) -> None:
     """Seek to the middle of the gaps that keyframes left longer than ``max_gap``."""
     choice = reader.choice
     kept = sorted(reader.result.times)
-    edges = [0.0, *kept, reader.result.duration]
+    # A later stretch's first gap is filled from its start on: the stretch before it ends with
+    # a kept frame up to max_gap earlier.
+    first = reader.start - choice.max_gap if reader.start > 0 else 0.0
+    edges = [first, *kept, min(reader.end, reader.result.duration)]
     targets: list[float] = []
     for start, end in itertools.pairwise(edges):
         t = start + choice.max_gap
@@ -368,15 +500,15 @@ def _fill_gaps(container: Any, stream: Any, reader: _Reader) -> None:
             targets.append(t)
             t += choice.max_gap
     stream.codec_context.skip_frame = "DEFAULT"
-    base = stream.time_base
     for target in targets:
         if reader.late() or reader.full():
             reader.result.notes.append(f"gap filling stopped at {target:.1f} s (time or frames)")
             return
-        start = float(stream.start_time * base) if stream.start_time else 0.0
-        container.seek(int((target + start) / base), stream=stream, backward=True)
+        _seek(container, stream, target)
         for frame in container.decode(stream):
             t = _frame_time(frame, stream, target)
+            if t >= reader.end:
+                break  # the next stretch's
             if t >= target:
                 reader.last_kept, reader.last_tiny = -math.inf, None
                 reader.offer(frame, t, force=True)
@@ -424,7 +556,7 @@ def read_frame_at(
                 break
         if last is None:
             raise VideoDecodeError(path, f"no frame at {t:.3f} s")
-        return last.to_image(width=size[0], height=size[1])
+        return upright(last.to_image(width=size[0], height=size[1]), quarter_turns(last))
     except VideoDecodeError:
         raise
     except Exception as exc:

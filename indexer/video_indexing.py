@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from indexer.indexing import ImageModel
+    from indexer.schema import ModelIdentity
 
 logger = logging.getLogger(__name__)
 
@@ -153,32 +154,85 @@ def index_videos(
     return counts
 
 
-def _index_video(
-    job: VideoJob,
-    embedder: ImageModel,
-    store: VectorStore,
-    pipeline: PixelPipeline,
-    choice: FrameChoice,
-    batch_size: int,
-    parquet: ParquetShardWriter | None,
-    access: AccessPolicy | None,
-    counts: VideoCounts,
-) -> None:
-    record = job.record
+@dataclass
+class VideoPart:
+    """What one stretch of a video gave: its kept frames' times and vectors.
+
+    Attributes:
+        start: Where the stretch starts (seconds).
+        times: Kept frames' times, one per vector, ascending.
+        vectors: ``(len(times), dim)`` unit vectors.
+        duration, width, height, codec: What the file says of itself.
+        notes: Why the stretch was read only in part.
+        decode_seconds, embed_seconds: Where the time went.
+        identity: The model that embedded the frames (a worker's, checked by the caller).
+    """
+
+    start: float
+    times: list[float]
+    vectors: np.ndarray
+    duration: float = 0.0
+    width: int = 0
+    height: int = 0
+    codec: str = ""
+    notes: list[str] = field(default_factory=list)
+    decode_seconds: float = 0.0
+    embed_seconds: float = 0.0
+    identity: ModelIdentity | None = None
+
+
+def video_file(record: ImageRecord, access: AccessPolicy | None = None) -> str:
+    """The local path of a video that may be read.
+
+    Raises:
+        VideoDecodeError: Not a local file, or outside what ``access`` allows.
+    """
     path = uri_path(record.uri)
     if path is None:
         raise VideoDecodeError(record.uri, "videos are indexed from local files only")
     refusal = (access or AccessPolicy()).path_refusal(os.path.realpath(path))
     if refusal is not None:
         raise VideoDecodeError(record.uri, refusal)
+    return path
+
+
+def content_to_read(
+    job: VideoJob, path: str, store: VectorStore, counts: VideoCounts
+) -> str | None:
+    """The video's content hash when its frames must be read; None when the content is the
+    stored one (its frames then only get the new size and mtime).
+
+    Raises:
+        VideoDecodeError: The file cannot be read.
+    """
     try:
         content = video_hash(path)
     except OSError as exc:
-        raise VideoDecodeError(record.uri, f"cannot read: {exc.strerror or exc}") from exc
+        raise VideoDecodeError(job.record.uri, f"cannot read: {exc.strerror or exc}") from exc
     if job.known_hash is not None and content == job.known_hash:
-        store.set_payload(list(job.stored_ids), {"size": record.size, "mtime": record.mtime})
+        store.set_payload(
+            list(job.stored_ids), {"size": job.record.size, "mtime": job.record.mtime}
+        )
         counts.same_content += 1
-        return
+        return None
+    return content
+
+
+def read_video_part(
+    path: str,
+    *,
+    embedder: ImageModel,
+    pipeline: PixelPipeline,
+    choice: FrameChoice,
+    batch_size: int,
+    start: float = 0.0,
+    end: float | None = None,
+) -> VideoPart:
+    """Read and embed the frames of one stretch of a video (all of it by default).
+
+    Raises:
+        VideoDecodeError: Nothing could be read from the stretch.
+    """
     times: list[float] = []
     pending: list[np.ndarray] = []
     vectors: list[np.ndarray] = []
@@ -197,43 +251,143 @@ def _index_video(
         if len(pending) >= batch_size:
             embed_pending()
 
-    decoded = read_video_frames(path, choice, short_side=pipeline.target_size, on_frame=on_frame)
+    decoded = read_video_frames(
+        path, choice, short_side=pipeline.target_size, on_frame=on_frame, start=start, end=end
+    )
     if pending:
         embed_pending()
-    counts.decode_seconds += decoded.decode_seconds
-    counts.embed_seconds += embed_seconds
-    # Seeking may meet a time twice: one point per time.
+    # Seeking may meet a time twice: one frame per time.
     first_of: dict[float, int] = {}
     for index, t in enumerate(times):
         first_of.setdefault(t, index)
-    keep = sorted(first_of.values())
-    matrix = np.concatenate(vectors)[keep]
-    kept_times = [times[i] for i in keep]
+    keep = sorted(first_of, key=float)
+    matrix = np.concatenate(vectors)[[first_of[t] for t in keep]]
+    return VideoPart(
+        start=start,
+        times=keep,
+        vectors=matrix,
+        duration=decoded.duration,
+        width=decoded.width,
+        height=decoded.height,
+        codec=decoded.codec,
+        notes=decoded.notes,
+        decode_seconds=decoded.decode_seconds,
+        embed_seconds=embed_seconds,
+        identity=embedder.identity,
+    )
+
+
+def join_parts(uri: str, parts: list[VideoPart | str], choice: FrameChoice) -> VideoPart:
+    """One video's stretches as one: frames in time order, none closer than ``min_gap`` to the
+    one before (stretch edges), at most ``max_frames``.
+
+    Args:
+        uri: The video.
+        parts: Its stretches in time order; a string says why a stretch gave no frame (it
+            becomes a note: the video is then stored in part).
+        choice: The run's frame choice.
+
+    Raises:
+        VideoDecodeError: No stretch gave a frame.
+    """
+    read = [part for part in parts if isinstance(part, VideoPart)]
+    if not read:
+        raise VideoDecodeError(uri, next(part for part in parts if isinstance(part, str)))
+    if len(parts) == 1:
+        return read[0]
+    notes: list[str] = []
+    rows: list[tuple[float, np.ndarray]] = []
+    for index, part in enumerate(parts):
+        if isinstance(part, str):
+            notes.append(f"stretch {index + 1} of {len(parts)}: {part}")
+            continue
+        notes += [f"stretch {index + 1} of {len(parts)}: {note}" for note in part.notes]
+        rows += zip(part.times, part.vectors, strict=True)
+    rows.sort(key=lambda row: row[0])
+    kept: list[tuple[float, np.ndarray]] = []
+    for t, vector in rows:
+        if not kept or t >= kept[-1][0] + choice.min_gap - 1e-6:
+            kept.append((t, vector))
+    if len(kept) > choice.max_frames:
+        cut = kept[choice.max_frames][0]
+        notes.append(f"frame cap video_max_frames ({choice.max_frames}) reached at {cut:.1f} s")
+        kept = kept[: choice.max_frames]
+    first = read[0]
+    return VideoPart(
+        start=0.0,
+        times=[t for t, _ in kept],
+        vectors=np.stack([vector for _, vector in kept]),
+        duration=max(part.duration for part in read),
+        width=first.width,
+        height=first.height,
+        codec=first.codec,
+        notes=notes,
+        decode_seconds=sum(part.decode_seconds for part in read),
+        embed_seconds=sum(part.embed_seconds for part in read),
+        identity=first.identity,
+    )
+
+
+def store_video(
+    job: VideoJob,
+    path: str,
+    content: str,
+    video: VideoPart,
+    store: VectorStore,
+    parquet: ParquetShardWriter | None,
+    counts: VideoCounts,
+) -> None:
+    """Write a video's frames (each payload carries the whole video's record and frame count),
+    then delete its stored frames that are not among them."""
+    record = job.record
     base = {
         "uri": record.uri,
         "size": record.size,
         "mtime": record.mtime,
         "sha256": content,
-        "width": decoded.width,
-        "height": decoded.height,
+        "width": video.width,
+        "height": video.height,
         "format": video_format(path),
         "tags": [],
         "kind": VIDEO_KIND,
-        "duration": round(decoded.duration, 3),
-        "frames": len(kept_times),
-        "codec": decoded.codec,
+        "duration": round(video.duration, 3),
+        "frames": len(video.times),
+        "codec": video.codec,
     }
-    ids = [frame_id(record.uri, t) for t in kept_times]
-    payloads = [{**base, "t": t} for t in kept_times]
+    ids = [frame_id(record.uri, t) for t in video.times]
+    payloads = [{**base, "t": t} for t in video.times]
     if parquet is not None:
-        parquet.write(ids, matrix, payloads)
-    store.upsert(ids, matrix, payloads)
+        parquet.write(ids, video.vectors, payloads)
+    store.upsert(ids, video.vectors, payloads)
     stale = sorted(set(job.stored_ids) - set(ids))
     if stale:
         store.delete(stale)
     counts.videos += 1
     counts.frames += len(ids)
-    if decoded.notes:
-        reason = "; ".join(decoded.notes)
+    counts.decode_seconds += video.decode_seconds
+    counts.embed_seconds += video.embed_seconds
+    if video.notes:
+        reason = "; ".join(video.notes)
         counts.partial.append((record.uri, reason))
         logger.warning("indexed %s in part: %s", record.uri, reason)
+
+
+def _index_video(
+    job: VideoJob,
+    embedder: ImageModel,
+    store: VectorStore,
+    pipeline: PixelPipeline,
+    choice: FrameChoice,
+    batch_size: int,
+    parquet: ParquetShardWriter | None,
+    access: AccessPolicy | None,
+    counts: VideoCounts,
+) -> None:
+    path = video_file(job.record, access)
+    content = content_to_read(job, path, store, counts)
+    if content is None:
+        return
+    video = read_video_part(
+        path, embedder=embedder, pipeline=pipeline, choice=choice, batch_size=batch_size
+    )
+    store_video(job, path, content, video, store, parquet, counts)

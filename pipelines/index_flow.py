@@ -13,9 +13,11 @@ batches (the runner vocabulary of :data:`indexer.config.RUNNERS`):
   write their batches themselves; with the embedded store, which allows one writer, the
   vectors come back and the flow's process writes them.
 
-Videos are units of work of their own: one ``index-video`` task each, after the images, in the
-flow's process (FFmpeg decodes with its own threads). Splitting one long video by time ranges
-across Dask workers is not done yet.
+Videos are units of work of their own, after the images. With ``runner="prefect"``: one
+``index-video`` task each, in the flow's process (FFmpeg decodes with its own threads). With
+``runner="dask"``: each video is cut into stretches of ``index.video_part_seconds`` (one when
+it is shorter) and every stretch is a ``read-video-part`` task on a worker, all videos' at
+once; the flow checks, joins and writes each video's frames (:mod:`indexer.video_indexing`).
 
 A store folder held by ``anyshot serve`` is refused at the start of a run, in one line that
 names the server (:class:`~indexer.errors.StoreServedError`): the server indexes it instead.
@@ -56,7 +58,13 @@ from indexer.config import (
 )
 from indexer.discover import DiscoveryProblem
 from indexer.embed import shared_image_model
-from indexer.errors import AnyshotError, ConfigError, ModelMismatchError, StoreServedError
+from indexer.errors import (
+    AnyshotError,
+    ConfigError,
+    ModelMismatchError,
+    StoreServedError,
+    VideoDecodeError,
+)
 from indexer.indexing import (
     IndexPlan,
     IndexReport,
@@ -74,7 +82,13 @@ from indexer.indexing import (
 )
 from indexer.parquet_store import ParquetShardWriter
 from indexer.precision_record import record_precision
-from indexer.prepare import ImageJob, PreparedBatch, prepare_batches, split_batches
+from indexer.prepare import (
+    ImageJob,
+    PreparedBatch,
+    prepare_batches,
+    skipped_image,
+    split_batches,
+)
 from indexer.progress import ProgressCallback
 from indexer.run_folders import run_folders
 from indexer.schema import ImageRecord, ModelIdentity
@@ -82,8 +96,18 @@ from indexer.skip_report import SkipReport
 from indexer.stores.interface import VectorStore
 from indexer.stores.location import StoreLocation
 from indexer.stores.opening import open_store
-from indexer.video import FrameChoice
-from indexer.video_indexing import VideoCounts, VideoJob, index_videos
+from indexer.video import FrameChoice, time_ranges, video_duration
+from indexer.video_indexing import (
+    VideoCounts,
+    VideoJob,
+    VideoPart,
+    content_to_read,
+    index_videos,
+    join_parts,
+    read_video_part,
+    store_video,
+    video_file,
+)
 
 if TYPE_CHECKING:
     from indexer.indexing import ImageModel
@@ -202,6 +226,67 @@ def video_task(
     )
 
 
+@task(name="read-video-part", cache_policy=NO_CACHE)
+def video_part_task(
+    path: str, start: float, end: float | None, settings: Settings
+) -> VideoPart | str:
+    """Read and embed one stretch of a video on a worker; a string says why it gave nothing."""
+    embedder = shared_image_model(settings.model)
+    try:
+        return read_video_part(
+            path,
+            embedder=embedder,
+            pipeline=pixel_pipeline(embedder, settings.index),
+            choice=FrameChoice.from_settings(settings.index),
+            batch_size=settings.index.batch_size,
+            start=start,
+            end=end,
+        )
+    except VideoDecodeError as exc:
+        return exc.reason
+
+
+def _dask_videos(
+    jobs: list[VideoJob],
+    settings: Settings,
+    store: VectorStore,
+    parquet: ParquetShardWriter | None,
+    identity: ModelIdentity,
+) -> VideoCounts:
+    """Read every video's stretches on the workers, then join and write each video here."""
+    counts = VideoCounts()
+    choice = FrameChoice.from_settings(settings.index)
+    access = AccessPolicy.for_index(settings.index)
+    submitted = []
+    for job in jobs:
+        try:
+            path = video_file(job.record, access)
+            content = content_to_read(job, path, store, counts)
+            if content is None:
+                continue
+            ranges = time_ranges(video_duration(path, choice), settings.index.video_part_seconds)
+        except VideoDecodeError as exc:
+            counts.skipped.append(skipped_image(job.record, exc.reason))
+            get_run_logger().warning("skipped %s: %s", job.record.uri, exc.reason)
+            continue
+        parts = [video_part_task.submit(path, start, end, settings) for start, end in ranges]
+        submitted.append((job, path, content, parts))
+    for job, path, content, parts in submitted:
+        results = [part.result() for part in parts]
+        for result in results:
+            worker = result.identity if isinstance(result, VideoPart) else None
+            if worker is not None and not worker.is_compatible(identity):
+                raise ModelMismatchError(identity.label, worker.label)
+        try:
+            video = join_parts(job.record.uri, results, choice)
+        except VideoDecodeError as exc:
+            counts.skipped.append(skipped_image(job.record, exc.reason))
+            get_run_logger().warning("skipped %s: %s", job.record.uri, exc.reason)
+            continue
+        store_video(job, path, content, video, store, parquet, counts)
+    return counts
+
+
 @task(name="finish", cache_policy=NO_CACHE, **IO_RETRIES)
 def finish_task(
     store: VectorStore, report: IndexReport, plan: IndexPlan, skip_report: SkipReport | None
@@ -311,8 +396,13 @@ def index_images(
             else None
         )
         _write_batches(source, batches, vector_store, embedder.identity, parquet, report, plan)
-        for job in plan.videos:
-            report.add_videos(video_task(job, embedder, vector_store, settings.index, parquet))
+        if runner == "dask":
+            report.add_videos(
+                _dask_videos(plan.videos, run_settings, vector_store, parquet, embedder.identity)
+            )
+        else:
+            for job in plan.videos:
+                report.add_videos(video_task(job, embedder, vector_store, settings.index, parquet))
         if plan.stale_metadata:  # images stored before metadata was read: no re-embedding
             refresh_metadata(
                 vector_store,

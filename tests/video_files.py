@@ -58,6 +58,7 @@ def make_video(
     fps: int = 10,
     codec: str = "h264",
     gop: int | None = None,
+    rotation: int = 0,
 ) -> Path:
     """Write a video of the segments (back to back; the last one's end is the length).
 
@@ -68,6 +69,8 @@ def make_video(
         fps: Frames per second.
         codec: A key of :data:`CODECS`.
         gop: Frames between keyframes; None: the encoder's default.
+        rotation: Degrees counterclockwise the display matrix turns every frame (a phone's
+            portrait video is stored sideways with 90 or -90); 0: no matrix.
 
     Returns:
         ``path``.
@@ -83,6 +86,8 @@ def make_video(
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         if gop is not None:
             stream.codec_context.gop_size = gop
+        if rotation:
+            stream.set_display_rotation(rotation)
         stream.codec_context.time_base = Fraction(1, fps)
         for index in range(math.ceil(length * fps)):
             t = index / fps

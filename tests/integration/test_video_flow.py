@@ -48,3 +48,34 @@ def test_the_flow_indexes_videos_like_the_inline_run(prefect_env, tmp_path: Path
     for point_id, (payload, vector) in inline.items():
         assert flow[point_id][0] == payload
         np.testing.assert_allclose(flow[point_id][1], vector, atol=1e-5)
+
+
+def test_dask_workers_read_a_long_video_in_stretches(
+    prefect_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stretches of 3 s: the 8 s story is read as three tasks; the store holds one complete
+    video that a later inline run finds unchanged, and "a red circle" finds its moment."""
+    folder = tmp_path / "media"
+    make_video(folder / "story.mp4", RED_CIRCLE_STORY)
+    (folder / "empty.webm").write_bytes(b"")
+    monkeypatch.setenv("ANYSHOT_INDEX__VIDEO_PART_SECONDS", "3")
+    store = str(tmp_path / "store")
+    summary = index(
+        str(folder), "--model", "anyshot-tiny", "--store", store,
+        "--runner", "dask", "--dask-workers", "2",
+    )  # fmt: skip
+    assert summary["videos"] == 1 and summary["frames"] >= 6 and summary["skipped"] == 1
+    assert summary["partial_videos"] == []
+    stored = points(tmp_path / "store")
+    times = sorted(payload["t"] for payload, _ in stored.values())
+    assert times[0] == 0.0 and max(np.diff(times)) <= 3.0 and times[-1] >= 6.0
+    assert min(np.diff(times)) >= 1.0 - 1e-6  # min_gap holds across stretch edges
+    assert {payload["frames"] for payload, _ in stored.values()} == {len(stored)}
+    again = index(str(folder), "--model", "anyshot-tiny", "--store", store, "--runner", "inline")
+    assert again["videos"] == 0 and again["unchanged"] == 1
+    result = CliRunner().invoke(
+        main, ["search", "a red circle", "--store", store, "-k", "1", "--json"]
+    )
+    assert result.exit_code == 0, result.stderr
+    hit = json.loads(result.stdout.strip().splitlines()[0])
+    assert hit["uri"].endswith("story.mp4") and 3.0 <= hit["t"] < 5.0

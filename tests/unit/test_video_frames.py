@@ -19,7 +19,17 @@ from video_files import CODECS, RED_CIRCLE_STORY, Segment, make_video
 
 from indexer.errors import ImageDecodeError, VideoDecodeError
 from indexer.formats import is_image_name, is_indexed_name, is_video_name
-from indexer.video import FrameChoice, frame_id, read_frame_at, read_video_frames, video_hash
+from indexer.video import (
+    FrameChoice,
+    frame_id,
+    lowres_level,
+    read_frame_at,
+    read_video_frames,
+    time_ranges,
+    video_duration,
+    video_hash,
+)
+from indexer.video_indexing import VideoPart, join_parts
 
 
 @pytest.fixture(scope="module")
@@ -229,3 +239,130 @@ def test_variable_frame_rate_times_come_from_the_stream(tmp_path: Path) -> None:
     # Still scenes: the first frame and the two cuts. At a fixed 30 fps count, the cut at 5 s
     # (the 95th frame) would read 3.13 s.
     assert video.times == [0.0, 3.0, 5.0] and abs(video.duration - 7.5) < 0.1
+
+
+# Stretches: one video split by time ranges, for workers that read a part each.
+
+
+def test_time_ranges_cut_a_long_video_into_equal_stretches() -> None:
+    assert time_ranges(10.0, 15.0) == [(0.0, None)]
+    assert time_ranges(10.0, 0.0) == [(0.0, None)]  # 0: never split
+    assert time_ranges(30.0, 15.0) == [(0.0, 15.0), (15.0, None)]
+    assert time_ranges(31.0, 15.0) == [(0.0, 10.333), (10.333, 20.667), (20.667, None)]
+
+
+def test_a_stretch_reads_only_its_time_range(story: Path) -> None:
+    whole = read_video_frames(str(story), FrameChoice())
+    middle = read_video_frames(str(story), FrameChoice(), start=2.5, end=5.5)
+    tail = read_video_frames(str(story), FrameChoice(), start=5.5)
+    assert middle.times and all(2.5 <= t < 5.5 for t in middle.times)
+    assert middle.times[0] < 2.5 + 0.2  # the stretch starts with a kept frame
+    assert any(red_share(image) > 0.05 for _, image in middle.frames)
+    assert tail.times and all(t >= 5.5 for t in tail.times)
+    assert not middle.notes and not tail.notes  # stopping at ``end`` is no truncation
+    assert (
+        whole.duration
+        == middle.duration
+        == tail.duration
+        == video_duration(str(story), FrameChoice())
+    )
+
+
+def test_stretches_of_a_long_video_cover_it_like_one_read(tmp_path: Path) -> None:
+    path = make_video(
+        tmp_path / "long.mp4",
+        [Segment(0, 20, "star", "blue"), Segment(20, 40, "circle", "red")],
+        fps=5,
+        gop=150,
+    )
+    choice = FrameChoice(keyframes_after=10.0, max_gap=8.0)
+    parts = [
+        read_video_frames(str(path), choice, start=a, end=b) for a, b in time_ranges(40.0, 15.0)
+    ]
+    assert all(not part.notes for part in parts), [part.notes for part in parts]
+    kept = sorted(t for part in parts for t in part.times)
+    assert len(kept) == len(set(kept)) and kept[0] == 0.0
+    assert np.diff([0.0, *kept, 40.0]).max() <= 8.0 + 1.0, kept
+
+
+def test_a_stretch_past_the_end_holds_nothing(story: Path) -> None:
+    with pytest.raises(VideoDecodeError, match="no frame decoded"):
+        read_video_frames(str(story), FrameChoice(), start=60.0)
+
+
+def test_video_duration_refuses_what_reading_refuses(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(VideoDecodeError, match="cannot open video"):
+        video_duration(str(empty), FrameChoice())
+
+
+def _part(start: float, times: list[float], notes: list[str] | None = None) -> VideoPart:
+    vectors = np.eye(8, dtype=np.float32)[[int(t) % 8 for t in times]]
+    return VideoPart(start, times, vectors, duration=20.0, width=160, height=90, notes=notes or [])
+
+
+def test_joined_stretches_keep_time_order_min_gap_and_the_cap() -> None:
+    joined = join_parts(
+        "file:///v.mp4",
+        [_part(0.0, [0.0, 4.0, 9.6]), _part(10.0, [10.0, 13.0]), _part(15.0, [15.0, 19.0])],
+        FrameChoice(min_gap=1.0),
+    )
+    assert joined.times == [0.0, 4.0, 9.6, 13.0, 15.0, 19.0]  # 10.0: within min_gap of 9.6
+    assert joined.vectors.shape == (6, 8) and joined.vectors[3, 13 % 8] == 1.0
+    assert joined.notes == []
+    capped = join_parts(
+        "file:///v.mp4",
+        [_part(0.0, [0.0, 4.0]), _part(10.0, [10.0, 13.0])],
+        FrameChoice(max_frames=3),
+    )
+    assert capped.times == [0.0, 4.0, 10.0] and "frame cap" in capped.notes[0]
+
+
+def test_a_failed_stretch_is_a_note_and_no_stretch_is_an_error() -> None:
+    joined = join_parts(
+        "file:///v.mp4",
+        [_part(0.0, [0.0, 5.0]), "cannot decode video: boom", _part(14.0, [14.0], ["late"])],
+        FrameChoice(),
+    )
+    assert joined.times == [0.0, 5.0, 14.0]
+    assert joined.notes == ["stretch 2 of 3: cannot decode video: boom", "stretch 3 of 3: late"]
+    with pytest.raises(VideoDecodeError, match="boom"):
+        join_parts("file:///v.mp4", ["boom", "bang"], FrameChoice())
+
+
+def test_lowres_halves_only_while_the_model_input_fits() -> None:
+    assert lowres_level(1280, 720, 224) == 1  # 360 ≥ 224 > 180
+    assert lowres_level(1280, 720, 180) == 2
+    assert lowres_level(3840, 2160, 64) == 3  # FFmpeg's decoders halve three times at most
+    assert lowres_level(320, 180, 224) == 0
+
+
+def test_decoders_with_a_lowres_mode_decode_smaller_frames(tmp_path: Path) -> None:
+    segments = [Segment(0, 2, "star", "blue"), Segment(2, 4, "circle", "red")]
+    mpeg4 = make_video(tmp_path / "v.avi", segments, size=(640, 360), codec="mpeg4")
+    h264 = make_video(tmp_path / "v.mp4", segments, size=(640, 360), codec="h264")
+    small = read_video_frames(str(mpeg4), FrameChoice(), short_side=90)
+    assert small.decoded_size == (160, 90) and (small.width, small.height) == (640, 360)
+    assert {image.size for _, image in small.frames} == {(160, 90)}
+    assert any(red_share(image) > 0.05 for t, image in small.frames if t >= 2)
+    full = read_video_frames(str(h264), FrameChoice(), short_side=90)  # no lowres in H.264
+    assert full.decoded_size == (640, 360) and len(full.times) == len(small.times)
+
+
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_frames_are_turned_upright_by_the_display_matrix(tmp_path: Path, rotation: int) -> None:
+    """A phone stores a portrait video sideways with a rotation flag: frames (and thumbnails)
+    come out upright, and the stored size is the upright one."""
+    path = make_video(tmp_path / "phone.mp4", RED_CIRCLE_STORY, size=(160, 90), rotation=rotation)
+    video = read_video_frames(str(path), FrameChoice(), short_side=64)
+    upright_size = (64, 114) if rotation != 180 else (114, 64)
+    assert {image.size for _, image in video.frames} == {upright_size}
+    assert (video.width, video.height) == ((90, 160) if rotation != 180 else (160, 90))
+    sideways = read_video_frames(str(make_video(tmp_path / "plain.mp4", RED_CIRCLE_STORY)),
+                                 FrameChoice(), short_side=64)  # fmt: skip
+    turn = {90: Image.Transpose.ROTATE_90, -90: Image.Transpose.ROTATE_270,
+            180: Image.Transpose.ROTATE_180}[rotation]  # fmt: skip
+    expected = np.asarray(sideways.frames[0][1].transpose(turn), np.int16)
+    assert np.abs(np.asarray(video.frames[0][1], np.int16) - expected).mean() < 6
+    assert read_frame_at(str(path), 4.0).size == ((90, 160) if rotation != 180 else (160, 90))
