@@ -11,8 +11,13 @@ by other code. :func:`render_varied` draws the same :class:`SceneSpec` with far 
 - filled or outlined shapes with strokes of varied width (never an outlined circle, which would
   be a ring), ring holes of varied size;
 - the scene's background kind redrawn with other periods and shades, or replaced by a gradient,
-  a texture or a smooth photo-like field (then ``background_kept`` is False and captions must
-  not describe the background), plus optional clutter (thin grey lines and specks);
+  a texture or a smooth photo-like field, or by a background in unnamed colours kept clear of
+  the objects' colours (solid, gradient, checkerboard, grid, vignette); then ``background_kept``
+  is False and captions must not describe the background; plus optional clutter (thin grey
+  lines and specks);
+- each shape drawn in one of many ways (:func:`shape_parts`: a star's inner radius, rounded
+  corners, a cross's arm width, a rhombus's width, an ellipse's axes, a heart from a curve or
+  from two discs and a wedge), so no single polygon stands for a name;
 - blur, pixel noise, a coarse resize round trip and JPEG compression.
 
 Captions of :func:`synthetic.caption_scene` stay true except for the background phrases when the
@@ -32,7 +37,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from indexer.shapes import synthetic
 from indexer.shapes.synthetic import SceneSpec
 
-__all__ = ["render_varied", "render_varied_array"]
+__all__ = ["render_varied", "render_varied_array", "shape_parts"]
 
 _RESAMPLE = (
     Image.Resampling.BICUBIC,
@@ -67,8 +72,46 @@ def _smooth_field(side: int, cells: int, rng: np.random.Generator) -> np.ndarray
     return np.clip(np.asarray(field), 0, 1)
 
 
+def _free_colour(avoid: list[tuple[int, int, int]], rng: np.random.Generator) -> np.ndarray:
+    """Any RGB colour at least a clear step away from the ``avoid`` colours."""
+    for _ in range(20):
+        rgb = rng.integers(0, 256, size=3).astype(np.float32)
+        if all(np.abs(rgb - np.asarray(a, np.float32)).sum() > 150 for a in avoid):
+            return rgb
+    return rgb
+
+
+def _free_background(spec: SceneSpec, side: int, rng: np.random.Generator) -> Image.Image:
+    """A background in unnamed colours: solid, a two-colour gradient, a checkerboard, a grid of
+    lines or a radial vignette, kept clear of the objects' colours."""
+    avoid = [synthetic.COLOURS[o.colour] for o in spec.objects]
+    a = _free_colour(avoid, rng)
+    b = np.clip(a + rng.uniform(-90, 90, size=3), 0, 255) if rng.random() < 0.6 else a
+    if np.abs(b - a).sum() < 1 or any(np.abs(b - np.asarray(c)).sum() < 150 for c in avoid):
+        b = a
+    kind = rng.choice(("solid", "gradient", "checker", "grid", "vignette"))
+    y, x = np.mgrid[0:side, 0:side].astype(np.float32) / side
+    if kind == "solid":
+        ramp = np.zeros((side, side), np.float32)
+    elif kind == "gradient":
+        angle = rng.uniform(0, 2 * math.pi)
+        ramp = np.clip(0.5 + (x - 0.5) * math.cos(angle) + (y - 0.5) * math.sin(angle), 0, 1)
+    elif kind == "checker":
+        cells = rng.uniform(3, 14)
+        ramp = ((np.floor(x * cells) + np.floor(y * cells)) % 2).astype(np.float32)
+    elif kind == "grid":
+        cells, width = rng.uniform(3, 12), rng.uniform(0.04, 0.15)
+        ramp = (((x * cells) % 1 < width) | ((y * cells) % 1 < width)).astype(np.float32)
+    else:
+        ramp = np.clip(np.hypot(x - 0.5, y - 0.5) * rng.uniform(1.2, 2.2), 0, 1)
+    pixels = a * (1 - ramp[..., None]) + b * ramp[..., None]
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
 def _background(spec: SceneSpec, side: int, rng: np.random.Generator) -> tuple[Image.Image, bool]:
     """The canvas background and whether it still matches the spec's background words."""
+    if rng.random() < 0.3:
+        return _free_background(spec, side, rng), False
     base = _colour(spec.background_colour, rng)
     shade = _shade(base, rng)
     kind = spec.background if rng.random() < 0.6 else rng.choice(("gradient", "texture", "photo"))
@@ -150,6 +193,81 @@ def _clutter(canvas: Image.Image, rng: np.random.Generator) -> None:
             draw.ellipse((x - r, y - r, x + r, y + r), fill=colour)
 
 
+def _regular(n: int, radius: float = 1.0, phase: float = -math.pi / 2) -> np.ndarray:
+    k = np.arange(n)
+    angle = phase + 2 * math.pi * k / n
+    return np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)
+
+
+def _rounded(corners: np.ndarray, rounding: float) -> np.ndarray:
+    """A convex polygon with its corners cut into arcs (``rounding``: share of each edge)."""
+    if rounding <= 0:
+        return corners
+    points = []
+    n = len(corners)
+    for k in range(n):
+        prev, here, after = corners[k - 1], corners[k], corners[(k + 1) % n]
+        a = here + (prev - here) * rounding
+        b = here + (after - here) * rounding
+        for t in np.linspace(0, 1, 6):  # quadratic Bézier through the corner
+            points.append((1 - t) ** 2 * a + 2 * (1 - t) * t * here + t**2 * b)
+    return np.asarray(points)
+
+
+def _circle_points(cx: float, cy: float, r: float, n: int = 32) -> np.ndarray:
+    return _regular(n, r, 0.0) + np.array([cx, cy])
+
+
+def shape_parts(shape: str, rng: np.random.Generator) -> list[np.ndarray]:
+    """One drawing of ``shape`` as polygons (their union is the shape) of radius about 1.
+
+    Every call may draw the shape another way: a star's inner radius, rounded corners, the
+    width of a cross's arms, a rhombus's width, an ellipse's axes, a heart built from a curve or
+    from two discs and a wedge. The names stay true: no variation turns one shape into another.
+    """
+    if shape in ("circle", "ring"):
+        return [_regular(48)]
+    if shape == "ellipse":
+        return [_regular(48) * np.array([1.0, rng.uniform(0.42, 0.68)])]
+    if shape == "square":
+        half = 0.82
+        corners = np.array([(-half, -half), (half, -half), (half, half), (-half, half)])
+        return [_rounded(corners, rng.uniform(0.05, 0.3) if rng.random() < 0.35 else 0.0)]
+    if shape == "diamond":
+        width = rng.uniform(0.5, 0.75)
+        corners = np.array([(0.0, -1.0), (width, 0.0), (0.0, 1.0), (-width, 0.0)])
+        return [_rounded(corners, rng.uniform(0.05, 0.2) if rng.random() < 0.25 else 0.0)]
+    if shape == "triangle":
+        corners = _regular(3, 1.05) + np.array([0.0, 0.2])
+        corners[0, 1] += rng.uniform(-0.15, 0.1)  # apex a little higher or lower
+        return [_rounded(corners, rng.uniform(0.05, 0.2) if rng.random() < 0.25 else 0.0)]
+    if shape == "hexagon":
+        corners = _regular(6, phase=0.0 if rng.random() < 0.5 else math.pi / 6)
+        return [_rounded(corners, rng.uniform(0.05, 0.25) if rng.random() < 0.25 else 0.0)]
+    if shape == "star":
+        outer = _regular(5)
+        inner = _regular(5, rng.uniform(0.34, 0.6), -math.pi / 2 + math.pi / 5)
+        return [np.stack([outer, inner], axis=1).reshape(-1, 2)]
+    if shape == "cross":
+        a, b = rng.uniform(0.2, 0.42), 0.95
+        return [
+            np.array([(-a, -b), (a, -b), (a, b), (-a, b)]),
+            np.array([(-b, -a), (b, -a), (b, a), (-b, a)]),
+        ]
+    if shape == "heart":
+        if rng.random() < 0.5:
+            return [synthetic._UNIT_POLYGONS["heart"] * np.array([rng.uniform(0.85, 1.15), 1.0])]
+        # Two discs side by side and a wedge from their outer sides down to the point.
+        r = rng.uniform(0.42, 0.55)
+        cy = rng.uniform(-0.45, -0.3)
+        cx = r * rng.uniform(0.8, 1.0)
+        tip = rng.uniform(0.85, 1.05)
+        low = cy + r * 0.35
+        wedge = np.array([(-cx - r * 0.94, low), (cx + r * 0.94, low), (0.0, tip)])
+        return [_circle_points(-cx, cy, r), _circle_points(cx, cy, r), wedge]
+    raise ValueError(f"unknown shape {shape!r}")
+
+
 def _draw_object(canvas: Image.Image, obj, rng: np.random.Generator) -> None:
     side = canvas.width
     radius = synthetic.SIZES[obj.size] * rng.uniform(0.75, 1.3) / 2 * side
@@ -165,15 +283,21 @@ def _draw_object(canvas: Image.Image, obj, rng: np.random.Generator) -> None:
 
     colour = _colour(obj.colour, rng)
     outline = obj.shape not in _NO_OUTLINE and rng.random() < 0.3
-    unit = synthetic._UNIT_POLYGONS["circle" if obj.shape == "ring" else obj.shape]
+    parts = shape_parts(obj.shape, rng)
     mask = Image.new("L", canvas.size, 0)
     draw = ImageDraw.Draw(mask)
-    if outline:
-        draw.polygon(place(unit), outline=255, width=max(1, int(radius * rng.uniform(0.1, 0.3))))
+    stroke = radius * rng.uniform(0.1, 0.3)
+    if outline and len(parts) == 1:
+        draw.polygon(place(parts[0]), outline=255, width=max(1, int(stroke)))
     else:
-        draw.polygon(place(unit), fill=255)
+        for part in parts:
+            draw.polygon(place(part), fill=255)
+        if outline:  # a composite shape: the union minus a shrunken copy of it
+            inset = max(0.3, 1 - stroke / radius)
+            for part in parts:
+                draw.polygon(place(part * inset), fill=0)
     if obj.shape == "ring":
-        draw.polygon(place(unit * rng.uniform(0.4, 0.7)), fill=0)
+        draw.polygon(place(parts[0] * rng.uniform(0.35, 0.75)), fill=0)
     canvas.paste(colour, mask=mask)
 
 
