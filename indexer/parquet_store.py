@@ -32,7 +32,13 @@ import pyarrow.parquet as pq
 from indexer.access import open_regular_file
 from indexer.disk_space import DEFAULT_RESERVE_MB, MIB, check_free_space
 from indexer.errors import ImageDecodeError, ModelMismatchError, ParquetError
-from indexer.schema import ModelIdentity
+from indexer.schema import (
+    METADATA_FILTER_TWINS,
+    METADATA_KEYS,
+    OCR_KEYS,
+    VIDEO_KEYS,
+    ModelIdentity,
+)
 
 SHARD_GLOB = "part-*.parquet"
 MODEL_METADATA_KEY = b"anyshot.model"
@@ -71,6 +77,7 @@ def parquet_schema(identity: ModelIdentity) -> pa.Schema:
         pa.field("format", pa.string()),
         pa.field("tags", pa.list_(pa.string())),
         pa.field("tag_scores", pa.map_(pa.string(), pa.float64())),
+        pa.field(EXTRA_COLUMN, pa.string()),
         pa.field("embedding", pa.list_(pa.float32(), identity.dim), nullable=False),
     ]
     metadata = {
@@ -94,6 +101,15 @@ PAYLOAD_COLUMNS = (
 """Payload keys with a column; ``tag_scores`` (label → probability, from ``anyshot tag``) is a
 map column, missing from shards of older versions."""
 MAP_COLUMNS = ("tag_scores",)
+EXTRA_COLUMN = "extra"
+"""A JSON object of the payload keys without a column of their own (:data:`EXTRA_KEYS`), or
+null; missing from shards of older versions."""
+EXTRA_KEYS = (*METADATA_KEYS, *METADATA_FILTER_TWINS, *OCR_KEYS, *VIDEO_KEYS)
+"""Payload keys kept in the ``extra`` column: a photo's metadata and place, the text read in
+it, a video frame's time and video. Other keys are not written (and a shard that has them is
+refused row by row on loading: :mod:`indexer.shard_checks`)."""
+CHECKED_COLUMNS = (*PAYLOAD_COLUMNS, EXTRA_COLUMN)
+"""Payload columns that the shard checksum covers (those present)."""
 
 
 @dataclass(frozen=True)
@@ -125,7 +141,7 @@ def shard_checksum(table: pa.Table) -> str:
     digest.update(ids.to_numpy(zero_copy_only=False).astype("<u8").tobytes())
     digest.update(b"embedding")
     digest.update(_embedding_values(table).astype("<f4").tobytes())
-    columns = [name for name in PAYLOAD_COLUMNS if name in table.column_names]
+    columns = [name for name in CHECKED_COLUMNS if name in table.column_names]
     payload = json.dumps(
         table.select(columns).to_pylist(), sort_keys=True, separators=(",", ":"), default=str
     )
@@ -194,6 +210,10 @@ class ParquetShardWriter:
         columns: dict[str, Any] = {"id": pa.array(np.asarray(ids, dtype=np.uint64))}
         for name in PAYLOAD_COLUMNS:
             columns[name] = [payload.get(name) for payload in payloads]
+        try:
+            columns[EXTRA_COLUMN] = [_extra_json(payload) for payload in payloads]
+        except (TypeError, ValueError) as exc:  # NaN, or a value JSON has no form for
+            raise ParquetError(f"cannot write a Parquet shard in {self.folder}: {exc}") from exc
         columns["embedding"] = pa.FixedSizeListArray.from_arrays(
             pa.array(vectors.reshape(-1)), self.identity.dim
         )
@@ -270,24 +290,51 @@ def read_shard(path: str | os.PathLike[str], *, max_bytes: int = MAX_SHARD_BYTES
                 path, "checksum mismatch: the shard was changed or damaged after it was written"
             )
     ids = pc.fill_null(table.column("id").combine_chunks(), 0)
-    present = [name for name in PAYLOAD_COLUMNS if name in table.column_names]
+    present = [name for name in CHECKED_COLUMNS if name in table.column_names]
+    payloads = []
+    for row, values in enumerate(table.select(present).to_pylist()):
+        try:
+            payloads.append(_payload(values))
+        except ValueError as exc:
+            raise ShardError(path, f"row {row}: {exc}") from None
     return ParquetBatch(
         path=Path(path),
         model=model,
         ids=ids.to_numpy(zero_copy_only=False).astype(np.uint64),
         vectors=_embedding_values(table),
-        payloads=[_payload(row) for row in table.select(present).to_pylist()],
+        payloads=payloads,
         checksum=checksum,
     )
 
 
+def _extra_json(payload: dict[str, Any]) -> str | None:
+    extra = {key: payload[key] for key in EXTRA_KEYS if payload.get(key) is not None}
+    if not extra:
+        return None
+    return json.dumps(extra, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
 def _payload(row: dict[str, Any]) -> dict[str, Any]:
-    """A row's payload: no empty values, map columns (read as key-value pairs) as dicts."""
+    """A row's payload: no empty values, map columns (read as key-value pairs) as dicts, the
+    ``extra`` column's keys beside the columns' (a column wins over an ``extra`` key).
+
+    Raises:
+        ValueError: ``extra`` is not a JSON object (or nests too deep to read).
+    """
+    extra_text = row.pop(EXTRA_COLUMN, None)
     payload = {k: v for k, v in row.items() if v is not None}
     for name in MAP_COLUMNS:
         if name in payload:
             payload[name] = dict(payload[name])
-    return payload
+    if extra_text is None:
+        return payload
+    try:
+        extra = json.loads(extra_text)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"the extra column is not JSON: {_one_line(exc)[:100]}") from None
+    if not isinstance(extra, dict):
+        raise ValueError("the extra column is not a JSON object")
+    return {k: v for k, v in extra.items() if v is not None and k not in row} | payload
 
 
 def _check_columns(path: str | os.PathLike[str], table: pa.Table, model: ModelIdentity) -> None:

@@ -56,6 +56,12 @@ for."""
 METADATA_FILTER_TWINS = ("camera_lc", "keywords_lc", "place_lc")
 """Lower-cased copies of metadata keys that filters match (see :data:`METADATA_KEYS`)."""
 
+VIDEO_KEYS = ("kind", "t", "duration", "frames", "codec")
+"""Payload keys of a video frame (:mod:`indexer.video_indexing`): ``kind`` is ``"video"``, ``t``
+the frame's time and ``duration`` the video's, in seconds; ``frames`` the video's count of
+stored frames, ``codec`` FFmpeg's name. A frame's id is :func:`indexer.video.frame_id` of its
+uri and ``t``, not :func:`point_id` of its uri."""
+
 INDEXED_PAYLOAD_KEYS = {
     "uri": "keyword",
     "format": "keyword",

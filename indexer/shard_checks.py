@@ -6,11 +6,14 @@ what an index run on this machine would have stored, or it is rejected with a re
 - ``uri``: an absolute, normalised local path (no ``.`` or ``..`` parts), a ``file://`` URL on
   this machine, or an http(s) URL with a host; nothing else (``javascript:``, relative paths,
   ``file://otherhost/...``);
-- ``id``: exactly :func:`indexer.schema.point_id` of the uri, once per shard;
+- ``id``: exactly :func:`indexer.schema.point_id` of the uri, once per shard; for a video frame
+  (``kind: "video"``) :func:`indexer.video.frame_id` of the uri and its time ``t``;
 - ``embedding``: finite numbers of unit norm (within :data:`NORM_TOLERANCE`), as the models
   make them;
 - payload: sizes, times, texts, tags and tag scores (probabilities) of sane types and
-  lengths.
+  lengths; of the ``extra`` keys (:data:`indexer.parquet_store.EXTRA_KEYS`: a photo's metadata
+  and place, the text read in it, a video frame's time) only those, each of its type and in
+  its range (a latitude within ±90°, a time that is a date, a frame time from 0 on).
 
 A uri that passes is still only a claim: the HTTP API serves an image only from the folders
 and origins the store trusts (:mod:`indexer.trusted_roots`), which ``load`` never widens
@@ -22,13 +25,15 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 
-from indexer.parquet_store import ParquetBatch
+from indexer.parquet_store import EXTRA_KEYS, PAYLOAD_COLUMNS, ParquetBatch
 from indexer.schema import point_id, uri_path
 from indexer.trusted_roots import origin_of
+from indexer.video import frame_id
 
 NORM_TOLERANCE = 1e-3
 """Largest accepted ``|norm - 1|`` of a stored vector (embeddings are L2-normalised)."""
@@ -37,6 +42,10 @@ MAX_TEXT_CHARS = 256
 """Longest accepted ``format`` and ``sha256``."""
 MAX_TAGS = 1000
 MAX_TAG_CHARS = 1024
+MAX_LONG_TEXT_CHARS = 100_000
+"""Longest accepted ``title``, ``description`` and ``text`` (the text read in an image)."""
+MAX_SECONDS = 10 * 365 * 86_400.0
+"""Largest accepted frame time or video duration."""
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 
@@ -70,9 +79,14 @@ def check_rows(batch: ParquetBatch, dim: int) -> RowVerdict:
         reason = uri_refusal(uri)
         if reason is None:
             assert isinstance(uri, str)
-            expected = point_id(uri)
+            reason = extra_refusal(payload)
+        if reason is None:
+            assert isinstance(uri, str)
+            video = payload.get("kind") == "video"
+            expected = frame_id(uri, float(payload["t"])) if video else point_id(uri)
             if int(raw_id) != expected:
-                reason = f"id {int(raw_id)} is not the id of its uri ({expected})"
+                of = "uri and time" if video else "uri"
+                reason = f"id {int(raw_id)} is not the id of its {of} ({expected})"
             elif expected in first_row_of:
                 reason = f"duplicate of row {first_row_of[expected]} of this shard"
             else:
@@ -161,6 +175,91 @@ def payload_refusal(payload: dict[str, Any]) -> str | None:
         if not all(isinstance(tag, str) and len(tag) <= MAX_TAG_CHARS for tag in tags):
             return f"a tag is not a text of at most {MAX_TAG_CHARS} characters"
     return tag_scores_refusal(payload.get("tag_scores"))
+
+
+def _text(limit: int) -> Any:
+    return lambda v: isinstance(v, str) and len(v) <= limit
+
+
+def _texts(v: Any) -> bool:
+    return (
+        isinstance(v, list)
+        and len(v) <= MAX_TAGS
+        and all(isinstance(x, str) and len(x) <= MAX_TAG_CHARS for x in v)
+    )
+
+
+def _within(low: float, high: float) -> Any:
+    return lambda v: _is_number(v) and math.isfinite(v) and low <= v <= high
+
+
+def _date(v: Any) -> bool:
+    if not isinstance(v, str) or len(v) > 64:
+        return False
+    try:
+        datetime.fromisoformat(v)
+    except ValueError:
+        return False
+    return True
+
+
+def _location(v: Any) -> bool:
+    return (
+        isinstance(v, dict)
+        and set(v) == {"lon", "lat"}
+        and _within(-180, 180)(v["lon"])
+        and _within(-90, 90)(v["lat"])
+    )
+
+
+def _count(v: Any) -> bool:
+    return _is_int(v) and 0 <= v <= 1_000_000
+
+
+_EXTRA_RULES: dict[str, tuple[Any, str]] = {
+    "taken": (_date, "an ISO 8601 date"),
+    "taken_ts": (_within(-1e12, 1e12), "a finite time"),
+    "lat": (_within(-90, 90), "a latitude"),
+    "lon": (_within(-180, 180), "a longitude"),
+    "alt": (_within(-1e6, 1e6), "an altitude in metres"),
+    "location": (_location, "{lon, lat} in range"),
+    "place": (_text(MAX_TEXT_CHARS), "a short text"),
+    "region": (_text(MAX_TEXT_CHARS), "a short text"),
+    "country": (lambda v: isinstance(v, str) and len(v) == 2, "a two-letter code"),
+    "camera": (_text(MAX_TEXT_CHARS), "a short text"),
+    "camera_lc": (_text(MAX_TEXT_CHARS), "a short text"),
+    "lens": (_text(MAX_TEXT_CHARS), "a short text"),
+    "keywords": (_texts, "a list of texts"),
+    "keywords_lc": (_texts, "a list of texts"),
+    "place_lc": (_texts, "a list of texts"),
+    "title": (_text(MAX_LONG_TEXT_CHARS), "a text"),
+    "description": (_text(MAX_LONG_TEXT_CHARS), "a text"),
+    "meta_version": (_count, "a version number"),
+    "text": (_text(MAX_LONG_TEXT_CHARS), "a text"),
+    "ocr_version": (_count, "a version number"),
+    "kind": (lambda v: v == "video", '"video"'),
+    "t": (_within(0, MAX_SECONDS), "a time in seconds"),
+    "duration": (_within(0, MAX_SECONDS), "a duration in seconds"),
+    "frames": (_count, "a frame count"),
+    "codec": (_text(MAX_TEXT_CHARS), "a short text"),
+}
+assert set(_EXTRA_RULES) == set(EXTRA_KEYS)
+
+
+def extra_refusal(payload: dict[str, Any]) -> str | None:
+    """Why the payload keys beyond the columns may not be stored, or None if they may."""
+    for key, value in payload.items():
+        if key in PAYLOAD_COLUMNS:
+            continue
+        rule = _EXTRA_RULES.get(key)
+        if rule is None:
+            return f"unknown payload key {key[:50]!r}"
+        check, what = rule
+        if not check(value):
+            return f"{key} is not {what}"
+    if payload.get("kind") == "video" and "t" not in payload:
+        return "a video frame without its time t"
+    return None
 
 
 def tag_scores_refusal(scores: Any) -> str | None:

@@ -198,7 +198,12 @@ def test_tagging_while_an_index_run_writes_is_busy(site: Site, tmp_path: Path) -
 def test_damaged_foreign_and_empty_bodies_load_nothing(site: Site, tmp_path: Path) -> None:
     good = site.shard(tmp_path / "good", ["/photos/a.png", "/photos/b.png"])
     flipped = bytearray(good)
-    flipped[len(flipped) // 2] ^= 0xFF
+    # A byte in the middle of the vectors' data (the footer has bytes no reader looks at).
+    group = pq.ParquetFile(io.BytesIO(good)).metadata.row_group(0)
+    chunk = group.column(group.num_columns - 1)  # the embedding column, written last
+    assert chunk.path_in_schema.startswith("embedding")
+    start = chunk.dictionary_page_offset or chunk.data_page_offset
+    flipped[start + chunk.total_compressed_size // 2] ^= 0xFF
     other = ModelIdentity("other-model", None, site.model.dim)
     foreign = ParquetShardWriter(tmp_path / "foreign", other).write(
         [point_id("/photos/c.png")],

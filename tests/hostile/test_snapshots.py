@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from indexer.config import StoreSettings
 from indexer.parquet_store import (
     CHECKSUM_METADATA_KEY,
+    EXTRA_COLUMN,
     PAYLOAD_COLUMNS,
     ParquetShardWriter,
     parquet_schema,
@@ -32,6 +33,7 @@ from indexer.stores.interface import VectorStore
 from indexer.stores.opening import open_store
 from indexer.transfer import LoadReport, export_collection, load_collection
 from indexer.trusted_roots import read_trusted_roots, trust_roots
+from indexer.video import frame_id
 from search.cli import main
 
 DIM = 8
@@ -78,8 +80,15 @@ def write_shard(
     )
 
 
-def crafted_table(uris: list[str], *, model: ModelIdentity = MODEL, seed: int = 0) -> pa.Table:
-    """The table anyshot would write, for shards built by hand."""
+def crafted_table(
+    uris: list[str],
+    *,
+    model: ModelIdentity = MODEL,
+    seed: int = 0,
+    extra: list[str | None] | None = None,
+) -> pa.Table:
+    """The table anyshot would write, for shards built by hand (``extra``: the raw texts of
+    the extra column)."""
     ids, _, payloads = shard_rows(uris, seed)
     vectors = np.random.default_rng(seed).normal(size=(len(uris), model.dim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -87,6 +96,7 @@ def crafted_table(uris: list[str], *, model: ModelIdentity = MODEL, seed: int = 
     columns = {"id": pa.array(ids, pa.uint64())}
     for name in PAYLOAD_COLUMNS:
         columns[name] = [p.get(name) for p in payloads]
+    columns[EXTRA_COLUMN] = extra if extra is not None else [None] * len(uris)
     columns["embedding"] = pa.FixedSizeListArray.from_arrays(
         pa.array(vectors.reshape(-1)), model.dim
     )
@@ -217,6 +227,76 @@ def test_huge_payload_strings_and_bad_payload_values_are_rejected(tmp_path, stor
         (0, "uri longer than 8192 characters"),
     ]
     assert report.rejected_rows[-1]["uri"] == long_uri[:200]  # samples stay small
+
+
+def test_extra_keys_are_checked_like_the_columns(tmp_path, store) -> None:
+    """Metadata and video keys travel in the extra column: each is checked for its type and
+    range, unknown keys are refused, and a frame's id must be the id of its uri and time."""
+    uris = [f"/media/{i}.mp4" for i in range(12)]
+    frame = {"kind": "video", "t": 4.0, "duration": 8.0, "frames": 3, "codec": "h264"}
+    payloads = [payload(u, **frame) for u in uris]
+    ids = [frame_id(u, 4.0) for u in uris]
+    payloads[1]["t"] = -1.0
+    payloads[2]["kind"] = "movie"
+    payloads[3]["lat"], payloads[3]["lon"] = 91.0, 0.0
+    payloads[4]["taken"] = "yesterday"
+    payloads[5]["keywords"] = ["k" * 5000]
+    payloads[6]["location"] = {"lon": 0.0, "lat": 0.0, "evil": 1}
+    payloads[7]["description"] = "d" * 100_001
+    payloads[8]["frames"] = True
+    del payloads[9]["t"]
+    ids[10] = point_id(uris[10])  # an image's id on a frame
+    payloads[11] = payload(uris[11], taken="2023-06-15T14:30:00+01:00", lat=38.7, lon=-9.1)
+    ids[11] = point_id(uris[11])  # a photo with metadata: loaded
+    write_shard(tmp_path / "snap", uris, ids=ids, payloads=payloads)
+    report = load(tmp_path / "snap", store)
+    assert (report.loaded, report.rejected) == (2, 10)
+    assert [(r["row"], r["reason"]) for r in report.rejected_rows] == [
+        (1, "t is not a time in seconds"),
+        (2, 'kind is not "video"'),
+        (3, "lat is not a latitude"),
+        (4, "taken is not an ISO 8601 date"),
+        (5, "keywords is not a list of texts"),
+        (6, "location is not {lon, lat} in range"),
+        (7, "description is not a text"),
+        (8, "frames is not a frame count"),
+        (9, "a video frame without its time t"),
+        (10, f"id {ids[10]} is not the id of its uri and time ({frame_id(uris[10], 4.0)})"),
+    ]
+    frame_point = store.retrieve([ids[0]])[0]
+    assert frame_point.payload["t"] == 4.0 and frame_point.payload["kind"] == "video"
+    assert store.retrieve([ids[11]])[0].payload["lat"] == 38.7
+
+
+def test_unknown_keys_and_a_broken_extra_column_are_refused(tmp_path, store) -> None:
+    uris = ["/photos/a.jpg", "/photos/b.jpg"]
+    write_shard(tmp_path / "one", uris, payloads=[payload(uris[0]), payload(uris[1], evil=1)])
+    report = load(tmp_path / "one", store)
+    assert [(r["row"], r["reason"]) for r in report.rejected_rows] == []  # never written
+    assert report.loaded == 2 and "evil" not in store.retrieve([point_id(uris[1])])[0].payload
+    cases = {
+        "part-1.parquet": '{"lat": 1.0',  # not JSON
+        "part-2.parquet": '["lat", 1.0]',  # not an object
+        "part-3.parquet": "[" * 100_000 + "]" * 100_000,  # nests past the parser's depth
+    }
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for name, text in cases.items():
+        table = crafted_table(["/photos/c.jpg"], extra=[text])
+        metadata = dict(table.schema.metadata) | {
+            CHECKSUM_METADATA_KEY: shard_checksum(table).encode()
+        }
+        pq.write_table(table.replace_schema_metadata(metadata), folder / name)
+    good = crafted_table(["/photos/d.jpg"], extra=['{"unknown": 1}'])
+    pq.write_table(good, folder / "part-4.parquet")
+    report = load(folder, store)
+    assert [Path(b["path"]).name for b in report.bad_shards] == [
+        "part-1.parquet", "part-2.parquet", "part-3.parquet"
+    ]  # fmt: skip
+    assert all("row 0: the extra column is not" in b["reason"] for b in report.bad_shards)
+    assert [(r["row"], r["reason"]) for r in report.rejected_rows] == [
+        (0, "unknown payload key 'unknown'")
+    ]
 
 
 def test_duplicate_ids_in_one_shard_keep_the_first_row(tmp_path, store) -> None:
