@@ -73,3 +73,34 @@ def test_scrambled_colours_keep_the_pixels_layout_and_change_the_colours() -> No
 
 def torch_equal(a, b) -> bool:
     return bool((a == b).all())
+
+
+def test_every_shape_is_drawn_many_ways_within_its_radius() -> None:
+    """shape_parts varies the drawing (a star's inner radius, rounded corners, hearts of two
+    kinds, ...) but every drawing stays about the unit radius and stays the named shape's."""
+    rng = np.random.default_rng(0)
+    for shape in synthetic.SHAPES:
+        drawings = [varied.shape_parts(shape, rng) for _ in range(30)]
+        for parts in drawings:
+            assert parts and all(p.ndim == 2 and p.shape[1] == 2 and len(p) >= 3 for p in parts)
+            assert max(np.abs(p).max() for p in parts) <= 1.2, shape
+        if shape not in ("circle", "ring", "hexagon"):  # these have one drawing (or two phases)
+            outlines = {np.concatenate(parts).round(3).tobytes() for parts in drawings}
+            assert len(outlines) > 5, shape
+    hearts = [len(varied.shape_parts("heart", rng)) for _ in range(40)]
+    assert set(hearts) == {1, 3}  # a curve, or two discs and a wedge
+    stars = [varied.shape_parts("star", rng)[0] for _ in range(40)]
+    inner = [np.linalg.norm(star[1::2], axis=1).mean() for star in stars]
+    assert min(inner) < 0.4 < 0.55 < max(inner)  # thin and fat stars
+
+
+def test_some_backgrounds_are_in_unnamed_colours_kept_clear_of_the_object() -> None:
+    spec = SceneSpec((ObjectSpec("star", "blue", "large", "centre"),), "plain", "white", 0)
+    rng = np.random.default_rng(1)
+    corners = []
+    for _ in range(60):
+        canvas = varied._free_background(spec, 64, rng)
+        corner = np.asarray(canvas, float)[0, 0]
+        assert np.abs(corner - synthetic.COLOURS["blue"]).sum() > 150
+        corners.append(tuple(corner.astype(int)))
+    assert len(set(corners)) > 50  # not the named palette
