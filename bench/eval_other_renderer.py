@@ -133,6 +133,10 @@ def main() -> None:
         f"{s} {confusion[k, k] / max(1, confusion[k].sum()):.2f}"
         for k, s in enumerate(synthetic.SHAPES)
     ))  # fmt: skip
+    print("most common mistake per shape: " + ", ".join(
+        f"{s} → {synthetic.SHAPES[int(np.argmax(np.where(np.arange(len(row)) == k, -1, row)))]}"
+        for k, (s, row) in enumerate(zip(synthetic.SHAPES, confusion, strict=True))
+    ))  # fmt: skip
 
 
 if __name__ == "__main__":

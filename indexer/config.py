@@ -598,7 +598,7 @@ class SearchSettings(BaseModel):
         32, ge=1, le=256, description="At most this many generated vectors per query."
     )
     generate_fusion: Literal["rrf", "max", "mean"] = Field(
-        "mean",
+        "max",
         description=(
             "How the ranked lists of the generated vectors are fused: rrf (reciprocal rank), "
             "max (a hit's best cosine) or mean (its mean cosine)."

@@ -13,8 +13,9 @@ contrastive ``ClipLoss``, and writes ``open_clip_config.json`` and
 
 Default recipe: a ViT image tower (patch 16 at 64 px, width 128, 4 layers), uniformly shuffled
 batches of 256 scenes in which no caption occurs twice (a repeated caption is a false negative
-for the contrastive loss), 2 500 steps of AdamW at lr 2e-3 with cosine decay; the shipped
-model was trained with ``--threads 1`` (see the model card for the exact command and numbers).
+for the contrastive loss), 2 500 steps of AdamW at lr 2e-3 with cosine decay. The shipped
+weights start from it and end as a patch-8 ViT (``--vision vit --init``, which resizes the patch
+kernels and the position grid) trained on varied renders: the model card has every command.
 
 ``--batching pairs`` is an alternative tried during development: each batch holds one one-object
 image of every seen shape × colour pair (so neither attribute alone tells the samples apart) plus
@@ -500,10 +501,25 @@ def varied_images(specs: list, args: TrainArgs) -> tuple[torch.Tensor, np.ndarra
 
 
 def load_init(model: open_clip.CLIP, folder: Path) -> None:
-    """Load the weights of a ``local-dir`` model folder into ``model`` (fp16 tensors cast)."""
+    """Load the weights of a ``local-dir`` model folder into ``model`` (fp16 tensors cast).
+
+    The image tower may have another patch size than the folder's (a ViT at patch 16 starts a
+    ViT at patch 8): the patch embedding's kernels are resized (bilinear, scaled so that a
+    patch's response keeps its size) and the position grid is interpolated (open_clip's
+    ``resize_pos_embed``); every other tensor must match.
+    """
     state = load_file(str(folder / "open_clip_model.safetensors"))
     reference = model.state_dict()
-    model.load_state_dict({k: v.to(reference[k].dtype) for k, v in state.items()})
+    state = {k: v.to(reference[k].dtype) for k, v in state.items()}
+    kernel = state.get("visual.conv1.weight")
+    wanted = reference.get("visual.conv1.weight")
+    if kernel is not None and wanted is not None and kernel.shape != wanted.shape:
+        area = (kernel.shape[-1] * kernel.shape[-2]) / (wanted.shape[-1] * wanted.shape[-2])
+        state["visual.conv1.weight"] = area * F.interpolate(
+            kernel, size=tuple(wanted.shape[-2:]), mode="bilinear", antialias=True
+        )
+        open_clip.model.resize_pos_embed(state, model)
+    model.load_state_dict(state)
 
 
 # Prompts of the zero-shot attribute terms, cycled per step; {a} is the name with its article.

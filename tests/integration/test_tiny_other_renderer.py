@@ -45,14 +45,14 @@ def test_colour_holds_on_images_drawn_by_other_code(embedded) -> None:
     embedder, feats, pairs = embedded
     prompts = [f"a photo of {object_phrase(c)} shape" for c in COLOURS]
     colours = accuracy(embedder, feats, prompts, [c for _, c in pairs], list(COLOURS))
-    assert colours >= 0.7  # chance 1/12; measured 0.86 (bench/eval_other_renderer.py: 0.90)
+    assert colours >= 0.85  # chance 1/12; measured 0.95 (bench/eval_other_renderer.py: 0.98)
 
 
 def test_shape_is_recognised_above_chance_on_images_drawn_by_other_code(embedded) -> None:
-    """A floor, not the goal: issue 15 asks for 0.6 and the shipped model does not reach it
-    (measured 0.26 here and in bench/eval_other_renderer.py, 0.23 / 0.20 before issue 15's
-    fine-tunes; see the model card)."""
+    """Issue 15 asks for 0.6: measured 0.60 here (bf16) and 0.59–0.65 on three collections in
+    bench/eval_other_renderer.py (the patch-16 weights before: 0.26; see the model card). The
+    floor leaves room for other precisions and CPUs."""
     embedder, feats, pairs = embedded
     prompts = [f"a photo of {object_phrase(s)}" for s in SHAPES]
     shapes = accuracy(embedder, feats, prompts, [s for s, _ in pairs], list(SHAPES))
-    assert shapes >= 0.2  # chance 0.1
+    assert shapes >= 0.45  # chance 0.1
