@@ -394,6 +394,7 @@ class SearchEngine:
                 where=where,
                 threshold=threshold,
                 collapse=self._collapse_threshold(collapse_duplicates),
+                group=group,
             )
             # Confidence stays on the plain query's scale (generated scores are image↔image).
             return self._confident(
@@ -566,6 +567,7 @@ class SearchEngine:
         where: PayloadFilter | None,
         threshold: float | None,
         collapse: float | None,
+        group: bool = True,
     ) -> SearchResult:
         settings = self.settings
         per = settings.generate_vectors
@@ -633,6 +635,10 @@ class SearchEngine:
         explain["expansion"] = {"applied": False, "reason": "not with generated features"}
         explain["collapsed"] = collapsed
         explain["collapse_threshold"] = collapse
+        if group:  # frames of one video as one hit: the candidates' payloads are needed
+            payloads = {p.id: p.payload for p in self.store.retrieve([p.id for p, _ in kept])}
+            scored = [ScoredPoint(p.id, score, payloads.get(p.id, {})) for p, score in kept]
+            return SearchResult(_grouped(scored)[offset : offset + k], explain)
         page = kept[offset : offset + k]
         payloads = {p.id: p.payload for p in self.store.retrieve([p.id for p, _ in page])}
         hits = [

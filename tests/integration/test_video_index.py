@@ -167,3 +167,21 @@ def test_a_video_is_no_duplicate_of_itself(client: ImageSearch, tmp_path: Path) 
             str(folder / "copy.mp4"),
         }
     assert all(len(set(group.uris)) > 1 for group in groups)  # never one video alone
+
+
+def test_a_generated_search_groups_frames_per_video(client: ImageSearch, tmp_path: Path) -> None:
+    """--generate answers one hit per video too (the best frame, the others as moments)."""
+    folder = tmp_path / "captioned"
+    for path in write_shape_images(folder, 24):
+        shape, colour, _ = path.stem.split("-")
+        path.with_suffix(".txt").write_text(f"a {colour} {shape}")
+    make_video(folder / "story.mp4", RED_CIRCLE_STORY)
+    client.index(folder)
+    assert client.train_generator()["pairs"] >= 20
+    grouped = client.search("a red circle", k=6, generate=True)
+    uris = [hit.uri for hit in grouped]
+    assert len(uris) == len(set(uris)) and str(folder / "story.mp4") in uris
+    story = next(hit for hit in grouped if hit.uri.endswith("story.mp4"))
+    assert story.t is not None and story.moments is not None
+    raw = client.search("a red circle", k=30, generate=True, group=False)
+    assert sum(hit.uri.endswith("story.mp4") for hit in raw) > 1  # frames one by one
