@@ -34,7 +34,14 @@ from indexer.parquet_store import ParquetShardWriter
 from indexer.prepare import PixelPipeline, SkippedImage, skipped_image
 from indexer.schema import ImageRecord, uri_path
 from indexer.stores.interface import PayloadFilter, StoredPoint, VectorStore
-from indexer.video import FrameChoice, frame_id, read_video_frames, video_format, video_hash
+from indexer.video import (
+    DecodedVideo,
+    FrameChoice,
+    frame_id,
+    read_video_frames,
+    video_format,
+    video_hash,
+)
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -156,27 +163,21 @@ def index_videos(
 
 @dataclass
 class VideoPart:
-    """What one stretch of a video gave: its kept frames' times and vectors.
+    """What one stretch of a video gave: its kept frames' vectors, and what reading it said.
 
     Attributes:
         start: Where the stretch starts (seconds).
-        times: Kept frames' times, one per vector, ascending.
-        vectors: ``(len(times), dim)`` unit vectors.
-        duration, width, height, codec: What the file says of itself.
-        notes: Why the stretch was read only in part.
-        decode_seconds, embed_seconds: Where the time went.
+        video: The read, without frames (they went to the model): ``times`` (one per vector,
+            ascending), ``duration``, ``width``, ``height``, ``codec``, ``notes`` (why the
+            stretch was read only in part), ``decode_seconds``.
+        vectors: ``(len(video.times), dim)`` unit vectors.
+        embed_seconds: Time spent embedding.
         identity: The model that embedded the frames (a worker's, checked by the caller).
     """
 
     start: float
-    times: list[float]
+    video: DecodedVideo
     vectors: np.ndarray
-    duration: float = 0.0
-    width: int = 0
-    height: int = 0
-    codec: str = ""
-    notes: list[str] = field(default_factory=list)
-    decode_seconds: float = 0.0
     embed_seconds: float = 0.0
     identity: ModelIdentity | None = None
 
@@ -260,21 +261,9 @@ def read_video_part(
     first_of: dict[float, int] = {}
     for index, t in enumerate(times):
         first_of.setdefault(t, index)
-    keep = sorted(first_of, key=float)
-    matrix = np.concatenate(vectors)[[first_of[t] for t in keep]]
-    return VideoPart(
-        start=start,
-        times=keep,
-        vectors=matrix,
-        duration=decoded.duration,
-        width=decoded.width,
-        height=decoded.height,
-        codec=decoded.codec,
-        notes=decoded.notes,
-        decode_seconds=decoded.decode_seconds,
-        embed_seconds=embed_seconds,
-        identity=embedder.identity,
-    )
+    decoded.times = sorted(first_of, key=float)
+    matrix = np.concatenate(vectors)[[first_of[t] for t in decoded.times]]
+    return VideoPart(start, decoded, matrix, embed_seconds, embedder.identity)
 
 
 def join_parts(uri: str, parts: list[VideoPart | str], choice: FrameChoice) -> VideoPart:
@@ -301,8 +290,8 @@ def join_parts(uri: str, parts: list[VideoPart | str], choice: FrameChoice) -> V
         if isinstance(part, str):
             notes.append(f"stretch {index + 1} of {len(parts)}: {part}")
             continue
-        notes += [f"stretch {index + 1} of {len(parts)}: {note}" for note in part.notes]
-        rows += zip(part.times, part.vectors, strict=True)
+        notes += [f"stretch {index + 1} of {len(parts)}: {note}" for note in part.video.notes]
+        rows += zip(part.video.times, part.vectors, strict=True)
     rows.sort(key=lambda row: row[0])
     kept: list[tuple[float, np.ndarray]] = []
     for t, vector in rows:
@@ -312,19 +301,22 @@ def join_parts(uri: str, parts: list[VideoPart | str], choice: FrameChoice) -> V
         cut = kept[choice.max_frames][0]
         notes.append(f"frame cap video_max_frames ({choice.max_frames}) reached at {cut:.1f} s")
         kept = kept[: choice.max_frames]
-    first = read[0]
-    return VideoPart(
-        start=0.0,
+    first = read[0].video
+    joined = DecodedVideo(
         times=[t for t, _ in kept],
-        vectors=np.stack([vector for _, vector in kept]),
-        duration=max(part.duration for part in read),
+        duration=max(part.video.duration for part in read),
         width=first.width,
         height=first.height,
         codec=first.codec,
         notes=notes,
-        decode_seconds=sum(part.decode_seconds for part in read),
-        embed_seconds=sum(part.embed_seconds for part in read),
-        identity=first.identity,
+        decode_seconds=sum(part.video.decode_seconds for part in read),
+    )
+    return VideoPart(
+        0.0,
+        joined,
+        np.stack([vector for _, vector in kept]),
+        sum(part.embed_seconds for part in read),
+        read[0].identity,
     )
 
 
@@ -332,7 +324,7 @@ def store_video(
     job: VideoJob,
     path: str,
     content: str,
-    video: VideoPart,
+    part: VideoPart,
     store: VectorStore,
     parquet: ParquetShardWriter | None,
     counts: VideoCounts,
@@ -340,6 +332,7 @@ def store_video(
     """Write a video's frames (each payload carries the whole video's record and frame count),
     then delete its stored frames that are not among them."""
     record = job.record
+    video = part.video
     base = {
         "uri": record.uri,
         "size": record.size,
@@ -357,15 +350,15 @@ def store_video(
     ids = [frame_id(record.uri, t) for t in video.times]
     payloads = [{**base, "t": t} for t in video.times]
     if parquet is not None:
-        parquet.write(ids, video.vectors, payloads)
-    store.upsert(ids, video.vectors, payloads)
+        parquet.write(ids, part.vectors, payloads)
+    store.upsert(ids, part.vectors, payloads)
     stale = sorted(set(job.stored_ids) - set(ids))
     if stale:
         store.delete(stale)
     counts.videos += 1
     counts.frames += len(ids)
     counts.decode_seconds += video.decode_seconds
-    counts.embed_seconds += video.embed_seconds
+    counts.embed_seconds += part.embed_seconds
     if video.notes:
         reason = "; ".join(video.notes)
         counts.partial.append((record.uri, reason))
@@ -387,7 +380,7 @@ def _index_video(
     content = content_to_read(job, path, store, counts)
     if content is None:
         return
-    video = read_video_part(
+    part = read_video_part(
         path, embedder=embedder, pipeline=pipeline, choice=choice, batch_size=batch_size
     )
-    store_video(job, path, content, video, store, parquet, counts)
+    store_video(job, path, content, part, store, parquet, counts)

@@ -20,6 +20,7 @@ from video_files import CODECS, RED_CIRCLE_STORY, Segment, make_video
 from indexer.errors import ImageDecodeError, VideoDecodeError
 from indexer.formats import is_image_name, is_indexed_name, is_video_name
 from indexer.video import (
+    DecodedVideo,
     FrameChoice,
     frame_id,
     lowres_level,
@@ -299,7 +300,8 @@ def test_video_duration_refuses_what_reading_refuses(tmp_path: Path) -> None:
 
 def _part(start: float, times: list[float], notes: list[str] | None = None) -> VideoPart:
     vectors = np.eye(8, dtype=np.float32)[[int(t) % 8 for t in times]]
-    return VideoPart(start, times, vectors, duration=20.0, width=160, height=90, notes=notes or [])
+    read = DecodedVideo(times=times, duration=20.0, width=160, height=90, notes=notes or [])
+    return VideoPart(start, read, vectors)
 
 
 def test_joined_stretches_keep_time_order_min_gap_and_the_cap() -> None:
@@ -308,15 +310,15 @@ def test_joined_stretches_keep_time_order_min_gap_and_the_cap() -> None:
         [_part(0.0, [0.0, 4.0, 9.6]), _part(10.0, [10.0, 13.0]), _part(15.0, [15.0, 19.0])],
         FrameChoice(min_gap=1.0),
     )
-    assert joined.times == [0.0, 4.0, 9.6, 13.0, 15.0, 19.0]  # 10.0: within min_gap of 9.6
+    assert joined.video.times == [0.0, 4.0, 9.6, 13.0, 15.0, 19.0]  # 10.0: within min_gap of 9.6
     assert joined.vectors.shape == (6, 8) and joined.vectors[3, 13 % 8] == 1.0
-    assert joined.notes == []
+    assert joined.video.notes == []
     capped = join_parts(
         "file:///v.mp4",
         [_part(0.0, [0.0, 4.0]), _part(10.0, [10.0, 13.0])],
         FrameChoice(max_frames=3),
     )
-    assert capped.times == [0.0, 4.0, 10.0] and "frame cap" in capped.notes[0]
+    assert capped.video.times == [0.0, 4.0, 10.0] and "frame cap" in capped.video.notes[0]
 
 
 def test_a_failed_stretch_is_a_note_and_no_stretch_is_an_error() -> None:
@@ -325,8 +327,11 @@ def test_a_failed_stretch_is_a_note_and_no_stretch_is_an_error() -> None:
         [_part(0.0, [0.0, 5.0]), "cannot decode video: boom", _part(14.0, [14.0], ["late"])],
         FrameChoice(),
     )
-    assert joined.times == [0.0, 5.0, 14.0]
-    assert joined.notes == ["stretch 2 of 3: cannot decode video: boom", "stretch 3 of 3: late"]
+    assert joined.video.times == [0.0, 5.0, 14.0]
+    assert joined.video.notes == [
+        "stretch 2 of 3: cannot decode video: boom",
+        "stretch 3 of 3: late",
+    ]
     with pytest.raises(VideoDecodeError, match="boom"):
         join_parts("file:///v.mp4", ["boom", "bang"], FrameChoice())
 
