@@ -103,7 +103,8 @@ def test_text_generate_explain_filters_and_negatives(trained):
     assert explain["generated"]["descriptions"] == ["a red circle"]
     assert explain["generated"]["chunks"] == 1
     assert explain["generated"]["vectors"] == 4  # search.generate_vectors for one description
-    assert explain["generated"]["fusion"] == "mean"
+    assert explain["generated"]["fusion"] == "max"  # the default (best measured)
+    assert explain["score_scale"] == "generated-max"
     assert "route" not in plain.explain and "generated" not in off.explain
     assert [h.id for h in off.hits] == [h.id for h in plain.hits]
 
