@@ -20,7 +20,7 @@ indexed into one store, and ``a red circle`` is searched within each video (grou
 video's best moment). A hit is a best moment inside the window; the error is the distance from
 the best moment to the window (0 inside it).
 
-**Split.** ``--split`` indexes one long video (10 minutes of 720p H.264 by default) with the CLI
+**Split.** ``--split`` indexes one long video (5 minutes of 480p H.264 by default) with the CLI
 in fresh processes: inline, then with the Dask runner (2 local workers) uncut and cut into 2
 and 4 stretches (``ANYSHOT_INDEX__VIDEO_PART_SECONDS``). Wall times include each process's
 start (and for Dask its cluster and temporary Prefect server), so the ratio that matters is
@@ -193,7 +193,7 @@ def retrieval(args: argparse.Namespace, work: Path) -> None:
     )
 
 
-SPLIT_CASE = ("h264", 1280, 720, 600)
+SPLIT_CASE = ("h264", 854, 480, 300)
 
 
 def split(args: argparse.Namespace, work: Path) -> None:
