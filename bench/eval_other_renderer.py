@@ -21,20 +21,19 @@ Metrics (chance = a random ranking or guess):
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import open_clip
 import other_renderer
-import torch
 from eval_tiny import (
     COLOUR_TEMPLATES,
     PAIR_TEMPLATES,
     SHAPE_TEMPLATES,
+    embed_images,
     embed_prompts,
+    load_model,
 )
 from PIL import Image
 
@@ -62,25 +61,13 @@ def _draw(job: tuple[list, int]) -> Image.Image:
 def main() -> None:
     """Draw the collection, embed it, print the table."""
     args = parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.set_num_threads(args.threads)
-    name = f"local-dir:{args.model.resolve()}"
-    model, _, preprocess = open_clip.create_model_and_transforms(name)
-    tokenizer = open_clip.get_tokenizer(name)
-    model.eval()
+    model, preprocess, tokenizer = load_model(args.model, args.threads)
 
     start = time.time()
     scenes = other_renderer.collection(args.per_pair, args.two, seed=args.seed)
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         images = list(pool.map(_draw, scenes, chunksize=32))
-    with torch.no_grad():
-        feats = torch.cat(
-            [
-                model.encode_image(torch.stack([preprocess(im) for im in images[i : i + 256]]))
-                for i in range(0, len(images), 256)
-            ]
-        )
-    feats = torch.nn.functional.normalize(feats, dim=-1)
+    feats = embed_images(model, preprocess, images)
     print(f"{len(images)} images drawn and embedded in {time.time() - start:.0f} s")
 
     contents = [{(item.shape, item.colour) for item in items} for items, _ in scenes]

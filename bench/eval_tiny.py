@@ -64,27 +64,36 @@ def embed_prompts(model, tokenizer, names: list[str], templates: tuple[str, ...]
     return F.normalize(torch.stack(per_template).mean(dim=0), dim=-1)
 
 
-def embed_images(model, preprocess, images: np.ndarray) -> torch.Tensor:
-    """Normalised image embeddings through the model's own preprocessing."""
+def embed_images(model, preprocess, images) -> torch.Tensor:
+    """Normalised image embeddings through the model's own preprocessing (``images``: uint8
+    HWC arrays or PIL images)."""
     feats = []
     with torch.no_grad():
         for start in range(0, len(images), 256):
             batch = torch.stack(
-                [preprocess(Image.fromarray(a)) for a in images[start : start + 256]]
+                [
+                    preprocess(a if isinstance(a, Image.Image) else Image.fromarray(a))
+                    for a in images[start : start + 256]
+                ]
             )
             feats.append(model.encode_image(batch))
     return F.normalize(torch.cat(feats), dim=-1)
 
 
+def load_model(folder: Path, threads: int):
+    """``(model, preprocess, tokenizer)`` of a ``local-dir`` model folder, offline, in eval mode."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(threads)
+    name = f"local-dir:{folder.resolve()}"
+    model, _, preprocess = open_clip.create_model_and_transforms(name)
+    model.eval()
+    return model, preprocess, open_clip.get_tokenizer(name)
+
+
 def main() -> None:
     """Build the collection, embed it, print the table."""
     args = parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.set_num_threads(args.threads)
-    name = f"local-dir:{args.model.resolve()}"
-    model, _, preprocess = open_clip.create_model_and_transforms(name)
-    tokenizer = open_clip.get_tokenizer(name)
-    model.eval()
+    model, preprocess, tokenizer = load_model(args.model, args.threads)
 
     start = time.time()
     specs = synthetic.sample_scenes(args.n, seed=args.seed, split="all")
